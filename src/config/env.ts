@@ -1,0 +1,134 @@
+/**
+ * Configuration from environment variables, validated once at start-up.
+ *
+ * Every variable has a default that runs the relay locally (simulator,
+ * in-memory store). An invalid value stops start-up with one line per problem.
+ */
+import { z } from "zod";
+
+const integer = (name: string, min: number, max: number) =>
+  z.coerce
+    .number({ error: `${name} must be an integer from ${min} to ${max}` })
+    .int(`${name} must be an integer from ${min} to ${max}`)
+    .min(min, `${name} must be an integer from ${min} to ${max}`)
+    .max(max, `${name} must be an integer from ${min} to ${max}`);
+
+const boolean = (name: string) =>
+  z.enum(["true", "false", "1", "0"], { error: `${name} must be true or false` }).transform((v) => v === "true" || v === "1");
+
+const origin = (name: string) =>
+  z.string().superRefine((value, ctx) => {
+    let url: URL;
+    try {
+      url = new URL(value);
+    } catch {
+      ctx.addIssue({ code: "custom", message: `${name} must be an absolute http(s) URL such as https://platform.runblob.io` });
+      return;
+    }
+    if (url.protocol !== "https:" && url.protocol !== "http:") {
+      ctx.addIssue({ code: "custom", message: `${name} must use http or https` });
+    }
+  });
+
+const emptyAsUndefined = (value: unknown) => (value === "" ? undefined : value);
+
+export const envSchema = z.object({
+  NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
+  RUNBLOB_TOKEN: z.preprocess(emptyAsUndefined, z.string().min(8, "RUNBLOB_TOKEN looks truncated: expected the full API token").optional()),
+  RUNBLOB_BASE_URL: origin("RUNBLOB_BASE_URL").default("https://platform.runblob.io"),
+  REDIS_URL: z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .regex(/^rediss?:\/\/.+/, "REDIS_URL must start with redis:// or rediss://")
+      .optional(),
+  ),
+  REDIS_KEY_PREFIX: z.string().regex(/^[A-Za-z0-9:_-]{1,64}$/, "REDIS_KEY_PREFIX may use letters, digits, : _ - (1-64 characters)").default("relay:"),
+  HOST: z.string().min(1).default("127.0.0.1"),
+  PORT: integer("PORT", 0, 65535).default(3000),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+
+  POLL_INTERVAL_MS: integer("POLL_INTERVAL_MS", 100, 3_600_000).default(5000),
+  POLL_MAX_ATTEMPTS: integer("POLL_MAX_ATTEMPTS", 1, 100_000).default(180),
+  POLL_CONCURRENCY: integer("POLL_CONCURRENCY", 1, 10_000).default(64),
+  WATCH_GRACE_MS: integer("WATCH_GRACE_MS", 0, 86_400_000).default(60_000),
+  STATUS_TTL_SECONDS: integer("STATUS_TTL_SECONDS", 1, 30 * 86_400).default(86_400),
+
+  UPSTREAM_TIMEOUT_MS: integer("UPSTREAM_TIMEOUT_MS", 100, 600_000).default(10_000),
+  UPSTREAM_CONNECTIONS: integer("UPSTREAM_CONNECTIONS", 1, 1024).default(32),
+
+  WS_MAX_PAYLOAD_BYTES: integer("WS_MAX_PAYLOAD_BYTES", 256, 1_048_576).default(4096),
+  WS_MAX_SUBSCRIPTIONS: integer("WS_MAX_SUBSCRIPTIONS", 1, 100_000).default(100),
+  WS_MAX_MESSAGES_PER_SECOND: integer("WS_MAX_MESSAGES_PER_SECOND", 1, 100_000).default(50),
+  WS_PING_INTERVAL_MS: integer("WS_PING_INTERVAL_MS", 1000, 3_600_000).default(30_000),
+  SSE_KEEPALIVE_MS: integer("SSE_KEEPALIVE_MS", 1000, 15_000).default(15_000),
+  MAX_BUFFERED_BYTES: integer("MAX_BUFFERED_BYTES", 16_384, 1_073_741_824).default(1_048_576),
+  SHUTDOWN_TIMEOUT_MS: integer("SHUTDOWN_TIMEOUT_MS", 0, 600_000).default(10_000),
+
+  DEMO_ENABLED: boolean("DEMO_ENABLED").default(true),
+  SIMULATOR_QUEUE_START: integer("SIMULATOR_QUEUE_START", 1, 1000).default(3),
+  SIMULATOR_QUEUE_MS: integer("SIMULATOR_QUEUE_MS", 0, 3_600_000).default(12_000),
+  SIMULATOR_PROCESSING_MS: integer("SIMULATOR_PROCESSING_MS", 0, 3_600_000).default(30_000),
+  SIMULATOR_FAILURE_RATE: z.coerce
+    .number({ error: "SIMULATOR_FAILURE_RATE must be a number from 0 to 1" })
+    .min(0, "SIMULATOR_FAILURE_RATE must be a number from 0 to 1")
+    .max(1, "SIMULATOR_FAILURE_RATE must be a number from 0 to 1")
+    .default(0.1),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export interface Config extends Env {
+  /** True when no token is configured and the relay runs its built-in simulator. */
+  useSimulator: boolean;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((line) => `  ${line}`).join("\n")}`);
+    this.name = "ConfigError";
+  }
+}
+
+const SECRET_VARIABLES = new Set(["RUNBLOB_TOKEN", "REDIS_URL"]);
+
+function describeValue(name: string, value: unknown): string {
+  if (value === undefined) return "unset";
+  if (SECRET_VARIABLES.has(name)) return "(value hidden)";
+  return JSON.stringify(value);
+}
+
+/**
+ * Parses the environment into a Config, or throws ConfigError with one line
+ * per problem: the variable, its value (hidden for secrets) and what is allowed.
+ */
+export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
+  const picked: Record<string, string | undefined> = {};
+  for (const key of Object.keys(envSchema.shape)) picked[key] = source[key];
+
+  const parsed = envSchema.safeParse(picked);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const name = String(issue.path[0] ?? "environment");
+      return `${name}=${describeValue(name, picked[name])}: ${issue.message}`;
+    });
+    throw new ConfigError(problems);
+  }
+
+  const env = parsed.data;
+  if (env.NODE_ENV === "production" && env.RUNBLOB_TOKEN === undefined) {
+    throw new ConfigError([
+      "RUNBLOB_TOKEN=unset: required when NODE_ENV=production (the built-in simulator is for development only)",
+    ]);
+  }
+  return { ...env, useSimulator: env.RUNBLOB_TOKEN === undefined };
+}
+
+/** The configuration with secrets replaced, for the start-up log line. */
+export function redactedConfig(config: Config): Record<string, unknown> {
+  const copy: Record<string, unknown> = { ...config };
+  for (const name of SECRET_VARIABLES) {
+    if (copy[name] !== undefined) copy[name] = "[redacted]";
+  }
+  return copy;
+}
