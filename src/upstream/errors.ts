@@ -1,0 +1,32 @@
+/** The one error type for everything that can go wrong talking to Runblob. */
+
+export type UpstreamErrorKind =
+  /** Runblob answered with a non-2xx status. */
+  | "http"
+  /** No complete answer within the timeout. */
+  | "timeout"
+  /** Connection refused, reset or closed early. */
+  | "network"
+  /** A 2xx answer whose body is not the documented JSON, or any body too large to read. */
+  | "invalid_response";
+
+export class UpstreamError extends Error {
+  override readonly name = "UpstreamError";
+
+  constructor(
+    readonly kind: UpstreamErrorKind,
+    message: string,
+    /** HTTP status when Runblob answered, else null. */
+    readonly statusCode: number | null = null,
+    /** Runblob's `detail` (a string, or the 422 issue array) when the error body had one. */
+    readonly detail: unknown = undefined,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+
+  /** True for answers that say the request itself was wrong (4xx), as opposed to an outage. */
+  get isClientError(): boolean {
+    return this.kind === "http" && this.statusCode !== null && this.statusCode >= 400 && this.statusCode < 500;
+  }
+}

@@ -1,0 +1,202 @@
+/**
+ * HTTP client for Runblob's Sora API over one undici keep-alive pool.
+ *
+ * Invariant: the token is only ever written into the Authorization header of
+ * requests to the configured origin; it is never part of an error, a log
+ * field or a URL. Every response body is read to the end or destroyed, error
+ * answers included, so no pooled connection is left waiting on an unread body.
+ */
+import { Pool, errors as undiciErrors } from "undici";
+import type { Dispatcher } from "undici";
+import type { Logger } from "pino";
+import { UpstreamError } from "./errors.js";
+import { generateResponseSchema, upstreamStatusSchema } from "../wire/upstream.js";
+import type { GenerateResponse, UpstreamStatus } from "../wire/upstream.js";
+import type { GenerateRequest } from "../wire/generate.js";
+
+export interface RunblobClientOptions {
+  baseUrl: string;
+  token: string;
+  timeoutMs: number;
+  connections: number;
+  logger: Logger;
+}
+
+export interface RequestContext {
+  /** Carried upstream as `X-Request-Id` so one client request can be followed across services. */
+  requestId?: string;
+}
+
+/** An upstream answer passed through to the client as it came (status code and JSON body). */
+export interface PassthroughResponse<T = unknown> {
+  statusCode: number;
+  body: T;
+}
+
+const MAX_STATUS_BODY_BYTES = 1024 * 1024;
+const MAX_LIST_BODY_BYTES = 16 * 1024 * 1024;
+
+export class RunblobClient {
+  readonly #pool: Pool;
+  readonly #authorization: string;
+  readonly #timeoutMs: number;
+  readonly #logger: Logger;
+
+  constructor(options: RunblobClientOptions) {
+    const origin = new URL(options.baseUrl).origin;
+    this.#pool = new Pool(origin, {
+      connections: options.connections,
+      keepAliveTimeout: 30_000,
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+      connectTimeout: Math.min(options.timeoutMs, 10_000),
+    });
+    this.#authorization = `Bearer ${options.token}`;
+    this.#timeoutMs = options.timeoutMs;
+    this.#logger = options.logger;
+  }
+
+  /** GET /v1/sora/generations/{id}/ (Runblob documents the trailing slash). */
+  async getStatus(generationId: string, context: RequestContext = {}): Promise<UpstreamStatus> {
+    const path = `/v1/sora/generations/${encodeURIComponent(generationId)}/`;
+    const { statusCode, body } = await this.#send("GET", path, undefined, MAX_STATUS_BODY_BYTES, context);
+    if (statusCode !== 200) throw httpError(statusCode, body, `status of generation ${generationId}`);
+
+    const parsed = upstreamStatusSchema.safeParse(body);
+    if (!parsed.success) {
+      throw new UpstreamError(
+        "invalid_response",
+        `Runblob returned a malformed status for generation ${generationId}: ${parsed.error.issues[0]?.message ?? "unexpected shape"}`,
+        statusCode,
+      );
+    }
+    return parsed.data;
+  }
+
+  /** GET /v1/sora/generations, passed through: Runblob's status code and JSON body as they came. */
+  async list(query: { limit: number; offset: number }, context: RequestContext = {}): Promise<PassthroughResponse> {
+    const path = `/v1/sora/generations?limit=${query.limit}&offset=${query.offset}`;
+    return this.#send("GET", path, undefined, MAX_LIST_BODY_BYTES, context);
+  }
+
+  /**
+   * POST /v1/sora/generate. Never retried: a lost answer may still have
+   * created (and charged for) a generation.
+   */
+  async generate(
+    request: GenerateRequest,
+    context: RequestContext = {},
+  ): Promise<PassthroughResponse & { created?: GenerateResponse }> {
+    const answer = await this.#send("POST", "/v1/sora/generate", JSON.stringify(request), MAX_STATUS_BODY_BYTES, context);
+    if (answer.statusCode < 200 || answer.statusCode >= 300) return answer;
+
+    const created = generateResponseSchema.safeParse(answer.body);
+    if (!created.success) {
+      throw new UpstreamError(
+        "invalid_response",
+        "Runblob accepted the generate request but its answer has no generation_id",
+        answer.statusCode,
+      );
+    }
+    return { ...answer, created: created.data };
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.close();
+  }
+
+  async #send(
+    method: "GET" | "POST",
+    path: string,
+    body: string | undefined,
+    maxBodyBytes: number,
+    context: RequestContext,
+  ): Promise<PassthroughResponse> {
+    const headers: Record<string, string> = { authorization: this.#authorization, accept: "application/json" };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    if (context.requestId !== undefined) headers["x-request-id"] = context.requestId;
+
+    const started = performance.now();
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await this.#pool.request({
+        method,
+        path,
+        headers,
+        body,
+        signal: AbortSignal.timeout(this.#timeoutMs),
+      });
+    } catch (error) {
+      throw transportError(error, method, path, this.#timeoutMs);
+    }
+
+    let text: string;
+    try {
+      text = await readLimited(response.body, maxBodyBytes);
+    } catch (error) {
+      throw transportError(error, method, path, this.#timeoutMs);
+    }
+    this.#logger.debug(
+      { method, path, status_code: response.statusCode, duration_ms: Math.round(performance.now() - started) },
+      "upstream request",
+    );
+    return { statusCode: response.statusCode, body: parseJsonBody(text, response.statusCode, method, path) };
+  }
+}
+
+async function readLimited(body: Dispatcher.ResponseData["body"], maxBytes: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length;
+    if (size > maxBytes) {
+      body.destroy();
+      throw new UpstreamError("invalid_response", `Runblob's answer is larger than ${maxBytes} bytes`);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/** JSON body, or an UpstreamError carrying the HTTP status when the body is not JSON (a CDN's HTML error page, say). */
+function parseJsonBody(text: string, statusCode: number, method: string, path: string): unknown {
+  if (text.length === 0) return null;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    const kind = statusCode >= 200 && statusCode < 300 ? "invalid_response" : "http";
+    throw new UpstreamError(
+      kind,
+      `Runblob answered ${method} ${path} with HTTP ${statusCode} and a body that is not JSON`,
+      statusCode,
+    );
+  }
+}
+
+function httpError(statusCode: number, body: unknown, what: string): UpstreamError {
+  const detail = typeof body === "object" && body !== null ? (body as { detail?: unknown }).detail : undefined;
+  const reason = typeof detail === "string" ? `: ${detail}` : "";
+  return new UpstreamError("http", `Runblob answered HTTP ${statusCode} for the ${what}${reason}`, statusCode, detail);
+}
+
+function transportError(error: unknown, method: string, path: string, timeoutMs: number): UpstreamError {
+  if (error instanceof UpstreamError) return error;
+  const timedOut =
+    error instanceof undiciErrors.HeadersTimeoutError ||
+    error instanceof undiciErrors.BodyTimeoutError ||
+    error instanceof undiciErrors.ConnectTimeoutError ||
+    (error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError"));
+  if (timedOut) {
+    return new UpstreamError("timeout", `Runblob did not answer ${method} ${path} within ${timeoutMs} ms`, null, undefined, {
+      cause: error,
+    });
+  }
+  const code = (error as { code?: string }).code;
+  return new UpstreamError(
+    "network",
+    `request to Runblob failed (${method} ${path}): ${code ?? (error as Error).message}`,
+    null,
+    undefined,
+    { cause: error },
+  );
+}
