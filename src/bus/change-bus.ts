@@ -1,0 +1,25 @@
+/**
+ * The change bus carries each status change from the instance that observed it
+ * to every instance that has subscribers, itself included.
+ */
+import type { StoredStatus } from "../store/status-store.js";
+
+export interface StatusChange extends StoredStatus {
+  generationId: string;
+  /** Milliseconds since the epoch when the poll answer arrived, for push latency metrics. */
+  observedAtMs: number;
+}
+
+/** Non-status events about one generation, published like changes. */
+export type WatchEvent =
+  | { kind: "status"; change: StatusChange }
+  | { kind: "timeout"; generationId: string }
+  | { kind: "not_found"; generationId: string }
+  | { kind: "upstream_error"; generationId: string; message: string };
+
+export interface ChangeBus {
+  publish(event: WatchEvent): Promise<void>;
+  /** Registers the single consumer of events, called once per event in publish order per generation. */
+  onEvent(handler: (event: WatchEvent) => void): void;
+  close(): Promise<void>;
+}
