@@ -1,0 +1,58 @@
+/** Builds the Fastify application: plugins, error handling and routes, wired to the relay's services. */
+import { randomUUID } from "node:crypto";
+import Fastify, { LogController } from "fastify";
+import type { FastifyBaseLogger, FastifyInstance } from "fastify";
+import websocket from "@fastify/websocket";
+import { serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
+import type { Logger } from "pino";
+import { errorHandler, notFoundHandler } from "./errors.js";
+import type { RelayServices } from "./services.js";
+import { generateRoute } from "./routes/generate.js";
+import { generationsRoutes } from "./routes/generations.js";
+import { eventsRoute } from "./routes/events.js";
+import { websocketRoute } from "./routes/websocket.js";
+import { healthRoutes } from "./routes/health.js";
+import { demoRoute } from "./routes/demo.js";
+
+/** Body limit of every route but generate, which sets its own. */
+const DEFAULT_BODY_LIMIT = 16 * 1024;
+const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
+
+export async function buildHttpApp(services: RelayServices, logger: Logger): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    bodyLimit: DEFAULT_BODY_LIMIT,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+    // A caller's request id is kept when it is safe to log, so one request can be followed across services.
+    genReqId: (request) => {
+      const incoming = request.headers["x-request-id"];
+      return typeof incoming === "string" && REQUEST_ID_PATTERN.test(incoming) ? incoming : randomUUID();
+    },
+    logController: new LogController({ requestIdLogLabel: "request_id" }),
+    return503OnClosing: true,
+  });
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler(notFoundHandler);
+  app.addHook("onRequest", async (request, reply) => {
+    reply.header("x-request-id", request.id);
+  });
+
+  await app.register(websocket, {
+    options: { maxPayload: services.config.WS_MAX_PAYLOAD_BYTES },
+    // Connections are closed by the relay's own shutdown, with a reconnect hint.
+    preClose: async () => {},
+  });
+
+  const options = { services };
+  await app.register(generateRoute, options);
+  await app.register(generationsRoutes, options);
+  await app.register(eventsRoute, options);
+  await app.register(websocketRoute, options);
+  await app.register(healthRoutes, options);
+  if (services.config.DEMO_ENABLED) await app.register(demoRoute);
+
+  return app;
+}

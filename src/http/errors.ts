@@ -1,0 +1,111 @@
+/**
+ * Error answers in Runblob's shape, so a client written for Runblob reads the
+ * relay's errors the same way: `{"detail": "..."}`, or for request
+ * validation (422) `{"detail": [{"type", "loc", "msg"}]}`.
+ */
+import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
+import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
+import { UpstreamError } from "../upstream/errors.js";
+import type { ValidationIssue } from "../wire/upstream.js";
+
+const LOCATION_BY_CONTEXT: Record<string, string> = {
+  body: "body",
+  querystring: "query",
+  params: "path",
+  headers: "header",
+};
+
+/** FastAPI's error type names for the zod issue codes, so `type` reads as Runblob's own. */
+function issueType(code: string, params: Record<string, unknown>): string {
+  switch (code) {
+    case "invalid_type":
+      return params.input === undefined ? "missing" : `${String(params.expected)}_type`;
+    case "too_small":
+      return params.origin === "string" ? "string_too_short" : "greater_than_equal";
+    case "too_big":
+      return params.origin === "string" ? "string_too_long" : "less_than_equal";
+    case "invalid_value":
+    case "invalid_union":
+      return "enum";
+    case "unrecognized_keys":
+      return "extra_forbidden";
+    case "invalid_format":
+      return params.format === "uuid" ? "uuid_parsing" : "string_pattern_mismatch";
+    default:
+      return "value_error";
+  }
+}
+
+export function validationDetail(error: FastifyError): ValidationIssue[] {
+  const location = LOCATION_BY_CONTEXT[error.validationContext ?? "body"] ?? "body";
+  if (!hasZodFastifySchemaValidationErrors(error)) {
+    return [{ type: "value_error", loc: [location], msg: error.message }];
+  }
+  return error.validation.flatMap((issue) => {
+    const params = issue.params as Record<string, unknown>;
+    const path = issue.instancePath.split("/").filter((part) => part !== "");
+    // Unknown keys are reported once per key, each at its own location.
+    if (issue.keyword === "unrecognized_keys" && Array.isArray(params.keys)) {
+      return (params.keys as string[]).map((key) => ({
+        type: "extra_forbidden",
+        loc: [location, ...path, key],
+        msg: `unknown field ${JSON.stringify(key)}: remove it`,
+      }));
+    }
+    return [{ type: issueType(issue.keyword, params), loc: [location, ...path], msg: issue.message ?? "invalid value" }];
+  });
+}
+
+export function sendDetail(reply: FastifyReply, statusCode: number, detail: string | ValidationIssue[]): FastifyReply {
+  return reply.code(statusCode).type("application/json; charset=utf-8").send({ detail });
+}
+
+/**
+ * Maps an UpstreamError to the answer a client gets. Runblob's own 4xx
+ * answers (a 404 for an unknown id, say) pass through unchanged; its outages
+ * become 502 or 504, and a rejected relay token 503, with the token never named.
+ */
+export function sendUpstreamError(reply: FastifyReply, error: UpstreamError): FastifyReply {
+  if (error.kind === "timeout") return sendDetail(reply, 504, "Runblob did not answer in time; try again shortly");
+  if (error.kind === "network") return sendDetail(reply, 502, "could not reach Runblob; try again shortly");
+  if (error.kind === "invalid_response") return sendDetail(reply, 502, `Runblob sent an answer the relay cannot read: ${error.message}`);
+
+  const status = error.statusCode ?? 502;
+  if (status === 401 || status === 403) {
+    return sendDetail(reply, 503, "the relay's upstream credentials were rejected by Runblob; the operator must set a valid RUNBLOB_TOKEN");
+  }
+  if (status >= 400 && status < 500) {
+    const detail = typeof error.detail === "string" || Array.isArray(error.detail) ? (error.detail as string | ValidationIssue[]) : error.message;
+    return sendDetail(reply, status, detail);
+  }
+  return sendDetail(reply, 502, `Runblob failed with HTTP ${status}; try again shortly`);
+}
+
+export function errorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (error.validation !== undefined) return sendDetail(reply, 422, validationDetail(error));
+  if (error instanceof UpstreamError) {
+    request.log.warn({ err: error }, "upstream request failed");
+    return sendUpstreamError(reply, error);
+  }
+
+  switch (error.code) {
+    case "FST_ERR_CTP_INVALID_JSON_BODY":
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+      return sendDetail(reply, 400, `request body is not valid JSON: ${error.message}`);
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+      return sendDetail(reply, 413, `request body is larger than this route accepts (${error.message})`);
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+      return sendDetail(reply, 415, "unsupported Content-Type: send application/json");
+    case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
+      return sendDetail(reply, 400, "Content-Length does not match the body");
+  }
+
+  const statusCode = error.statusCode ?? 500;
+  if (statusCode < 500) return sendDetail(reply, statusCode, error.message);
+  request.log.error({ err: error }, "request failed");
+  return sendDetail(reply, 500, "internal error in the relay; the request id in the x-request-id header identifies it in the logs");
+}
+
+export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  return sendDetail(reply, 404, `no route for ${request.method} ${(request.url.split("?")[0] ?? "").slice(0, 200)}`);
+}

@@ -1,0 +1,51 @@
+/** POST /v1/sora/generate: validated here, then forwarded once with the relay's token. */
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { BOTH_IMAGES_DETAIL, generateRequestSchema, hasBothImageInputs } from "../../wire/generate.js";
+import { UpstreamError } from "../../upstream/errors.js";
+import { sendDetail, sendUpstreamError } from "../errors.js";
+import type { RelayServices } from "../services.js";
+
+/** A 10 MB image is about 13.4 MB as base64; the rest of the body is small. */
+export const GENERATE_BODY_LIMIT = 14 * 1024 * 1024;
+
+export const generateRoute: FastifyPluginAsyncZod<{ services: RelayServices }> = async (app, { services }) => {
+  app.post(
+    "/v1/sora/generate",
+    {
+      bodyLimit: GENERATE_BODY_LIMIT,
+      schema: { body: generateRequestSchema },
+      // Runblob answers 400, not 422, when both image inputs are present; checked before field validation, as upstream.
+      preValidation: async (request, reply) => {
+        if (hasBothImageInputs(request.body)) return sendDetail(reply, 400, BOTH_IMAGES_DETAIL);
+      },
+    },
+    async (request, reply) => {
+      let answer;
+      try {
+        answer = await services.client.generate(request.body, { requestId: request.id });
+      } catch (error) {
+        if (!(error instanceof UpstreamError)) throw error;
+        request.log.error({ err: error }, "generate request failed upstream");
+        if (error.kind === "timeout" || error.kind === "network" || error.kind === "invalid_response") {
+          // Never retried: the generation may exist and cost money already.
+          return sendDetail(
+            reply,
+            502,
+            "Runblob did not confirm the generate request, so the generation may or may not have been created (and charged). " +
+              "Check GET /v1/sora/generations before trying again.",
+          );
+        }
+        return sendUpstreamError(reply, error);
+      }
+
+      if (answer.statusCode === 401 || answer.statusCode === 403) {
+        return sendUpstreamError(reply, new UpstreamError("http", "token rejected", answer.statusCode));
+      }
+      if (answer.created !== undefined) {
+        services.scheduler.watchCreated(answer.created.generation_id);
+        request.log.info({ generation_id: answer.created.generation_id }, "generation created");
+      }
+      return reply.code(answer.statusCode).send(answer.body);
+    },
+  );
+};

@@ -1,0 +1,21 @@
+/** What the HTTP layer needs from the rest of the relay; built in src/relay.ts. */
+import type { Redis } from "ioredis";
+import type { Config } from "../config/env.js";
+import type { RunblobClient } from "../upstream/runblob-client.js";
+import type { StatusReader } from "../watch/status-reader.js";
+import type { WatchScheduler } from "../watch/watch-scheduler.js";
+import type { FanoutHub } from "../push/fanout-hub.js";
+import type { ConnectionRegistry } from "../push/connection-registry.js";
+
+export interface RelayServices {
+  config: Config;
+  client: RunblobClient;
+  reader: StatusReader;
+  scheduler: WatchScheduler;
+  hub: FanoutHub;
+  connections: ConnectionRegistry;
+  /** The command connection when Redis is configured, for readiness checks. */
+  redis: Redis | undefined;
+  /** True once shutdown began: readiness fails so load balancers stop sending traffic. */
+  isShuttingDown(): boolean;
+}

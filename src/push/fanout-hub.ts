@@ -1,0 +1,101 @@
+/**
+ * The fan-out hub maps each generation to its local subscribers and hands
+ * every watch event to each of them. It consumes the change bus, so changes
+ * observed by any poller reach subscribers the same way.
+ */
+import type { Logger } from "pino";
+import type { WatchEvent } from "../bus/change-bus.js";
+import type { WatchScheduler } from "../watch/watch-scheduler.js";
+import { isFinalStatus } from "../wire/upstream.js";
+import { EncodedStatus } from "./frames.js";
+
+/** A subscriber of one or more generations (an SSE stream, or a WebSocket connection). */
+export interface Sink {
+  /** Called with every change; a sink drops versions it has already sent. */
+  deliverStatus(generationId: string, status: EncodedStatus): void;
+  deliverTimeout(generationId: string): void;
+  deliverError(generationId: string, code: "not_found" | "upstream_error", message: string): void;
+}
+
+export class FanoutHub {
+  readonly #sinks = new Map<string, Set<Sink>>();
+  readonly #scheduler: Pick<WatchScheduler, "addSubscriber" | "removeSubscriber">;
+  readonly #logger: Logger;
+
+  constructor(options: { scheduler: Pick<WatchScheduler, "addSubscriber" | "removeSubscriber">; logger: Logger }) {
+    this.#scheduler = options.scheduler;
+    this.#logger = options.logger;
+  }
+
+  /** Number of generations with at least one local subscriber. */
+  get generations(): number {
+    return this.#sinks.size;
+  }
+
+  subscriberCount(generationId: string): number {
+    return this.#sinks.get(generationId)?.size ?? 0;
+  }
+
+  /** Registers a sink; returns false when it was already registered for this generation. */
+  add(generationId: string, sink: Sink): boolean {
+    let sinks = this.#sinks.get(generationId);
+    if (sinks === undefined) {
+      sinks = new Set();
+      this.#sinks.set(generationId, sinks);
+    }
+    if (sinks.has(sink)) return false;
+    sinks.add(sink);
+    this.#scheduler.addSubscriber(generationId);
+    return true;
+  }
+
+  remove(generationId: string, sink: Sink): void {
+    const sinks = this.#sinks.get(generationId);
+    if (sinks === undefined || !sinks.delete(sink)) return;
+    if (sinks.size === 0) this.#sinks.delete(generationId);
+    this.#scheduler.removeSubscriber(generationId);
+  }
+
+  /** Delivers one event to every local subscriber of its generation. */
+  handle(event: WatchEvent): void {
+    const generationId = event.kind === "status" ? event.change.generationId : event.generationId;
+    const sinks = this.#sinks.get(generationId);
+    if (sinks === undefined) return;
+
+    // Events that end every subscription detach the set first, so sinks that
+    // remove themselves while being called do not disturb the loop.
+    const ends = event.kind !== "upstream_error" && (event.kind !== "status" || isFinalStatus(event.change.status.status));
+    if (ends) this.#detach(generationId, sinks);
+
+    const deliver = deliveryFor(event, generationId);
+    for (const sink of sinks) {
+      // One failing sink must not stop delivery to the others.
+      try {
+        deliver(sink);
+      } catch (error) {
+        this.#logger.error({ generation_id: generationId, err: error }, "delivery to a subscriber failed");
+      }
+    }
+  }
+
+  #detach(generationId: string, sinks: Set<Sink>): void {
+    this.#sinks.delete(generationId);
+    for (let i = 0; i < sinks.size; i += 1) this.#scheduler.removeSubscriber(generationId);
+  }
+}
+
+/** The call that hands one event to a sink, built once per event rather than once per subscriber. */
+function deliveryFor(event: WatchEvent, generationId: string): (sink: Sink) => void {
+  switch (event.kind) {
+    case "status": {
+      const encoded = new EncodedStatus(event.change);
+      return (sink) => sink.deliverStatus(generationId, encoded);
+    }
+    case "timeout":
+      return (sink) => sink.deliverTimeout(generationId);
+    case "not_found":
+      return (sink) => sink.deliverError(generationId, "not_found", "generation not found");
+    case "upstream_error":
+      return (sink) => sink.deliverError(generationId, "upstream_error", event.message);
+  }
+}

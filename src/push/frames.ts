@@ -1,0 +1,57 @@
+/**
+ * Wire frames for the push transports. A status is serialized once when it
+ * is stored; each transport's frame is then built once per change and the
+ * same bytes are written to every subscriber.
+ */
+import type { StoredStatus } from "../store/status-store.js";
+import type { ErrorCode } from "../wire/relay.js";
+
+/** Headers of every SSE response. `X-Accel-Buffering: no` stops nginx from buffering the stream. */
+export const SSE_HEADERS = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache, no-transform",
+  connection: "keep-alive",
+  "x-accel-buffering": "no",
+} as const;
+
+/** An SSE comment line: ignored by EventSource, keeps proxies from closing an idle stream. */
+export const SSE_KEEPALIVE = Buffer.from(": keep-alive\n\n");
+
+/**
+ * One status, with its WebSocket and SSE frames built on first use.
+ * SSE rules (WHATWG HTML, server-sent events): `id` sets the reconnect
+ * position sent back as Last-Event-ID; JSON has no raw newlines, so one
+ * `data:` line carries it.
+ */
+export class EncodedStatus {
+  #ws: Buffer | undefined;
+  #sse: Buffer | undefined;
+
+  constructor(readonly stored: StoredStatus) {}
+
+  get version(): number {
+    return this.stored.status.version;
+  }
+
+  get wsFrame(): Buffer {
+    this.#ws ??= Buffer.from(`{"type":"status","generation":${this.stored.json}}`);
+    return this.#ws;
+  }
+
+  get sseFrame(): Buffer {
+    this.#sse ??= Buffer.from(`event: status\nid: ${this.version}\ndata: ${this.stored.json}\n\n`);
+    return this.#sse;
+  }
+}
+
+export function wsTimeoutFrame(generationId: string): string {
+  return JSON.stringify({ type: "timeout", generation_id: generationId });
+}
+
+export function wsErrorFrame(code: ErrorCode, message: string, generationId?: string): string {
+  return JSON.stringify({ type: "error", code, message, ...(generationId === undefined ? {} : { generation_id: generationId }) });
+}
+
+export function sseEventFrame(event: string, data: unknown): string {
+  return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+}

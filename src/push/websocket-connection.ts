@@ -1,0 +1,195 @@
+/**
+ * One browser's WebSocket: parses its subscribe and unsubscribe messages and
+ * receives the statuses of every generation it watches.
+ *
+ * Per generation the connection remembers the last version it sent and drops
+ * anything not newer, so a subscriber sees each version at most once and in
+ * increasing order even when a snapshot read races a published change.
+ */
+import type { WebSocket } from "ws";
+import type { FastifyBaseLogger as Logger } from "fastify";
+import type { FanoutHub, Sink } from "./fanout-hub.js";
+import { EncodedStatus, wsErrorFrame, wsTimeoutFrame } from "./frames.js";
+import type { StatusReader } from "../watch/status-reader.js";
+import { UpstreamError } from "../upstream/errors.js";
+import { clientMessageSchema } from "../wire/relay.js";
+import type { ErrorCode } from "../wire/relay.js";
+import { isFinalStatus } from "../wire/upstream.js";
+
+export interface WebSocketLimits {
+  maxSubscriptions: number;
+  maxMessagesPerSecond: number;
+  maxBufferedBytes: number;
+}
+
+/** Close codes (RFC 6455, section 7.4.1). */
+export const CLOSE_POLICY_VIOLATION = 1008;
+export const CLOSE_GOING_AWAY = 1001;
+export const CLOSE_SERVICE_RESTART = 1012;
+export const CLOSE_TRY_AGAIN_LATER = 1013;
+
+export class WebSocketConnection implements Sink {
+  /** Last version sent per subscribed generation (0 when none yet). */
+  readonly #subscriptions = new Map<string, number>();
+  #windowStartedAt = 0;
+  #messagesInWindow = 0;
+  #closed = false;
+  /** Set by the ping sweep; cleared when the pong comes back. */
+  awaitingPong = false;
+
+  constructor(
+    readonly socket: WebSocket,
+    private readonly hub: FanoutHub,
+    private readonly reader: StatusReader,
+    private readonly limits: WebSocketLimits,
+    private readonly logger: Logger,
+  ) {}
+
+  get subscriptionCount(): number {
+    return this.#subscriptions.size;
+  }
+
+  handleMessage(data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
+    if (this.#closed) return;
+    if (!this.#withinRateLimit()) {
+      this.logger.warn({ limit: this.limits.maxMessagesPerSecond }, "websocket closed: message rate limit exceeded");
+      this.socket.close(CLOSE_POLICY_VIOLATION, "message rate limit exceeded");
+      return;
+    }
+    if (isBinary) {
+      this.#sendError("invalid_message", "binary frames are not accepted: send JSON text frames");
+      return;
+    }
+
+    let json: unknown;
+    try {
+      json = JSON.parse(Buffer.isBuffer(data) ? data.toString("utf8") : Buffer.from(data as ArrayBuffer).toString("utf8"));
+    } catch {
+      this.#sendError("invalid_message", 'message is not valid JSON: send {"type":"subscribe","generation_id":"<uuid>"}');
+      return;
+    }
+
+    const parsed = clientMessageSchema.safeParse(json);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      const field = issue.path.join(".");
+      const message = field === "" || issue.message.startsWith(field) ? issue.message : `${field}: ${issue.message}`;
+      this.#sendError(field === "generation_id" ? "invalid_generation_id" : "invalid_message", message);
+      return;
+    }
+
+    const message = parsed.data;
+    if (message.type === "subscribe") this.#subscribe(message.generation_id, message.after_version ?? 0);
+    else this.#unsubscribe(message.generation_id);
+  }
+
+  deliverStatus(generationId: string, status: EncodedStatus): void {
+    const lastSent = this.#subscriptions.get(generationId);
+    if (lastSent === undefined || status.version <= lastSent) return;
+
+    const final = isFinalStatus(status.stored.status.status);
+    if (final) this.#forget(generationId);
+    else this.#subscriptions.set(generationId, status.version);
+    this.#send(status.wsFrame);
+  }
+
+  deliverTimeout(generationId: string): void {
+    if (!this.#forget(generationId)) return;
+    this.#send(wsTimeoutFrame(generationId));
+  }
+
+  deliverError(generationId: string, code: "not_found" | "upstream_error", message: string): void {
+    if (!this.#subscriptions.has(generationId)) return;
+    if (code === "not_found") this.#forget(generationId);
+    this.#send(wsErrorFrame(code, message, generationId));
+  }
+
+  /** Releases every subscription; called once when the socket closes. */
+  dispose(): void {
+    this.#closed = true;
+    for (const generationId of this.#subscriptions.keys()) this.hub.remove(generationId, this);
+    this.#subscriptions.clear();
+  }
+
+  #subscribe(generationId: string, afterVersion: number): void {
+    if (this.#subscriptions.has(generationId)) return;
+    if (this.#subscriptions.size >= this.limits.maxSubscriptions) {
+      this.#sendError(
+        "too_many_subscriptions",
+        `this connection already watches ${this.limits.maxSubscriptions} generations, the maximum: unsubscribe from one first`,
+        generationId,
+      );
+      return;
+    }
+
+    // Register before reading, so a change published during the read is not missed.
+    this.#subscriptions.set(generationId, afterVersion);
+    this.hub.add(generationId, this);
+
+    this.reader.current(generationId).then(
+      (stored) => {
+        if (!this.#subscriptions.has(generationId)) return;
+        const final = isFinalStatus(stored.status.status);
+        if (final && stored.status.version <= afterVersion) {
+          // The client already holds the final status: nothing more will come.
+          this.#forget(generationId);
+          return;
+        }
+        this.deliverStatus(generationId, new EncodedStatus(stored));
+      },
+      (error: unknown) => this.#failSubscription(generationId, error),
+    );
+  }
+
+  #failSubscription(generationId: string, error: unknown): void {
+    if (!this.#subscriptions.has(generationId)) return;
+    if (error instanceof UpstreamError && error.statusCode === 404) {
+      this.#forget(generationId);
+      this.#sendError("not_found", "generation not found", generationId);
+      return;
+    }
+    // The subscription stays: the scheduler keeps polling and pushes the status once Runblob answers.
+    this.logger.warn({ generation_id: generationId, err: error }, "could not read the status for a new subscriber");
+    this.#sendError("upstream_error", "could not read the status from Runblob; the relay keeps trying", generationId);
+  }
+
+  #unsubscribe(generationId: string): void {
+    this.#forget(generationId);
+  }
+
+  #forget(generationId: string): boolean {
+    if (!this.#subscriptions.delete(generationId)) return false;
+    this.hub.remove(generationId, this);
+    return true;
+  }
+
+  #withinRateLimit(): boolean {
+    const now = Date.now();
+    if (now - this.#windowStartedAt >= 1000) {
+      this.#windowStartedAt = now;
+      this.#messagesInWindow = 0;
+    }
+    this.#messagesInWindow += 1;
+    return this.#messagesInWindow <= this.limits.maxMessagesPerSecond;
+  }
+
+  #sendError(code: ErrorCode, message: string, generationId?: string): void {
+    this.#send(wsErrorFrame(code, message, generationId));
+  }
+
+  /**
+   * Writes one frame, or drops the connection when the client has stopped
+   * reading and its unsent data passed the limit, so one slow browser cannot
+   * grow the relay's memory.
+   */
+  #send(frame: Buffer | string): void {
+    if (this.#closed || this.socket.readyState !== this.socket.OPEN) return;
+    if (this.socket.bufferedAmount > this.limits.maxBufferedBytes) {
+      this.logger.warn({ buffered_bytes: this.socket.bufferedAmount }, "websocket closed: client is not reading");
+      this.#closed = true;
+      this.socket.terminate();
+      return;
+    }
+    this.socket.send(frame, { binary: false });
+  }
+}
