@@ -108,7 +108,41 @@ describe.each(storeKinds)("$name contract", (kind) => {
 
     expect(result.outcome).toBe("changed");
     expect(result.status).toEqual({ ...upstream(), version: 1, updated_at: T0.toISOString() });
-    expect(await store.get(GENERATION_ID)).toEqual({ status: result.status, json: result.json });
+    expect(await store.get(GENERATION_ID)).toEqual({ status: result.status, json: result.json, checkedAtMs: T0.getTime() });
+  });
+
+  it("unchanged record moves checkedAtMs", async () => {
+    const { store } = kind.create(60);
+    await store.record(GENERATION_ID, observe(upstream(), T0), 0);
+
+    const again = await store.record(GENERATION_ID, observe(upstream(), T1), 1);
+
+    expect(again.outcome).toBe("unchanged");
+    expect(again.checkedAtMs).toBe(T1.getTime());
+    expect((await store.get(GENERATION_ID))?.checkedAtMs).toBe(T1.getTime());
+    expect((await store.get(GENERATION_ID))?.status.updated_at).toBe(T0.toISOString());
+  });
+
+  it("minVersion lifts a changed write above it", async () => {
+    const { store } = kind.create(60);
+    await store.record(GENERATION_ID, observe(upstream(), T0), 0);
+
+    const result = await store.record(GENERATION_ID, observe(upstream({ progress_pct: 50 }), T1), 1, 5);
+
+    expect(result.outcome).toBe("changed");
+    expect(result.status.version).toBe(6);
+  });
+
+  it("equal content below minVersion is rewritten higher", async () => {
+    const { store } = kind.create(60);
+    await store.record(GENERATION_ID, observe(upstream(), T0), 0);
+
+    const result = await store.record(GENERATION_ID, observe(upstream(), T1), 1, 4);
+
+    expect(result.outcome).toBe("changed");
+    expect(result.status.version).toBe(5);
+    const unchanged = await store.record(GENERATION_ID, observe(upstream(), T1), 5, 4);
+    expect(unchanged.outcome).toBe("unchanged");
   });
 
   it("get returns null for unknown generation", async () => {
@@ -389,7 +423,7 @@ describe("RedisStatusStore", () => {
     expect(keys.every((key) => generationIds.some((generationId) => key.includes(`{${generationId}}`)))).toBe(true);
   });
 
-  it("stores fields fp, v and json", async () => {
+  it("stores fields at, fp, v and json", async () => {
     const keyPrefix = uniquePrefix();
     const redis = connect();
     const store = new RedisStatusStore({ redis, ttlSeconds: 60, keyPrefix });
@@ -398,7 +432,7 @@ describe("RedisStatusStore", () => {
     const hash = await redis.hgetall(statusKey(keyPrefix, GENERATION_ID));
     const ttlMs = await redis.pttl(statusKey(keyPrefix, GENERATION_ID));
 
-    expect(Object.keys(hash).sort()).toEqual(["fp", "json", "v"]);
+    expect(Object.keys(hash).sort()).toEqual(["at", "fp", "json", "v"]);
     expect(hash.v).toBe("1");
     expect(hash.json).toBe(result.json);
     expect(ttlMs).toBeGreaterThan(50_000);

@@ -22,6 +22,7 @@ interface Entry {
   fingerprint: string;
   version: number;
   json: string;
+  checkedAtMs: number;
   expiresAtMs: number;
 }
 
@@ -46,30 +47,39 @@ export class MemoryStatusStore implements StatusStore {
 
   async get(generationId: string): Promise<StoredStatus | null> {
     const entry = this.liveEntry(generationId, this.now());
-    return entry ? toStoredStatus(entry.json) : null;
+    return entry ? toStoredStatus(entry) : null;
   }
 
-  async record(generationId: string, observation: Observation, expectedVersion: number): Promise<RecordResult> {
+  async record(
+    generationId: string,
+    observation: Observation,
+    expectedVersion: number,
+    minVersion = 0,
+  ): Promise<RecordResult> {
     assertVersion(expectedVersion);
+    assertVersion(minVersion);
     const nowMs = this.now();
+    const checkedAtMs = observation.observedAt.getTime();
     const entry = this.liveEntry(generationId, nowMs);
     const newFingerprint = fingerprint(observation.upstream);
 
-    if (entry && entry.fingerprint === newFingerprint) {
+    if (entry && entry.fingerprint === newFingerprint && entry.version >= minVersion) {
       entry.expiresAtMs = nowMs + this.ttlMs;
-      return { outcome: "unchanged", ...toStoredStatus(entry.json) };
+      entry.checkedAtMs = checkedAtMs;
+      return { outcome: "unchanged", ...toStoredStatus(entry) };
     }
 
     // An expired or missing entry protects nothing, so the write goes on from the caller's version:
     // versions keep rising for clients that resume with a version they saw before the expiry.
     if (entry && entry.version !== expectedVersion) {
-      return { outcome: "stale", ...toStoredStatus(entry.json) };
+      return { outcome: "stale", ...toStoredStatus(entry) };
     }
 
-    const version = expectedVersion + 1;
+    const version = Math.max(expectedVersion, minVersion) + 1;
     const json = serializeRelayStatus(observation.upstream, version, observation.observedAt);
-    this.entries.set(generationId, { fingerprint: newFingerprint, version, json, expiresAtMs: nowMs + this.ttlMs });
-    return { outcome: "changed", ...toStoredStatus(json) };
+    const written = { fingerprint: newFingerprint, version, json, checkedAtMs, expiresAtMs: nowMs + this.ttlMs };
+    this.entries.set(generationId, written);
+    return { outcome: "changed", ...toStoredStatus(written) };
   }
 
   /** Stops the sweep timer and drops every entry. */
@@ -98,6 +108,6 @@ export class MemoryStatusStore implements StatusStore {
 }
 
 /** Parses on every read, so a caller that mutates a returned status cannot change the stored one. */
-function toStoredStatus(json: string): StoredStatus {
-  return { status: JSON.parse(json), json };
+function toStoredStatus(entry: Entry): StoredStatus {
+  return { status: JSON.parse(entry.json), json: entry.json, checkedAtMs: entry.checkedAtMs };
 }

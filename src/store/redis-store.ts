@@ -1,10 +1,11 @@
 /**
  * A StatusStore in Redis, shared by every relay instance. Each generation is
- * one hash with the fields `fp` (content fingerprint), `v` (version) and
- * `json` (relay status JSON). One Lua script makes the compare-and-set of
+ * one hash with the fields `fp` (content fingerprint), `v` (version),
+ * `json` (relay status JSON) and `at` (time of the last confirming poll, ms).
+ * One Lua script makes the compare-and-set of
  * record() atomic across instances.
  */
-import type { Redis } from "ioredis";
+import type { RedisConnection as Redis } from "../cluster/redis-connection.js";
 import type { Observation, RecordOutcome, RecordResult, StatusStore, StoredStatus } from "./status-store.js";
 import {
   assertVersion,
@@ -32,24 +33,24 @@ export function statusKey(prefix: string, generationId: string): string {
 
 /**
  * KEYS[1] status hash. ARGV[1] fingerprint, ARGV[2] expected version, ARGV[3] new version,
- * ARGV[4] relay status JSON, ARGV[5] TTL in milliseconds.
- * Returns {outcome, json stored after the call}, with json nil when nothing is stored.
- * Versions are compared as decimal strings, which the client validates as safe integers.
+ * ARGV[4] relay status JSON, ARGV[5] TTL in milliseconds, ARGV[6] check time in ms, ARGV[7] minimum version.
+ * Returns {outcome, json stored after the call, check time}.
  */
 const RECORD_SCRIPT = `
-local stored = redis.call('HMGET', KEYS[1], 'fp', 'v', 'json')
-if stored[1] == ARGV[1] then
+local stored = redis.call('HMGET', KEYS[1], 'fp', 'v', 'json', 'at')
+if stored[1] == ARGV[1] and tonumber(stored[2]) >= tonumber(ARGV[7]) then
+  redis.call('HSET', KEYS[1], 'at', ARGV[6])
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
-  return {'unchanged', stored[3]}
+  return {'unchanged', stored[3], ARGV[6]}
 end
 -- A missing key protects nothing: the write goes on from the caller's version, so versions keep
 -- rising for clients that resume with a version they saw before the key expired.
 if stored[2] and stored[2] ~= ARGV[2] then
-  return {'stale', stored[3]}
+  return {'stale', stored[3], stored[4] or '0'}
 end
-redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'v', ARGV[3], 'json', ARGV[4])
+redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'v', ARGV[3], 'json', ARGV[4], 'at', ARGV[6])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return {'changed', ARGV[4]}
+return {'changed', ARGV[4], ARGV[6]}
 `;
 
 /**
@@ -58,7 +59,7 @@ return {'changed', ARGV[4]}
  */
 const RECORD_COMMAND = "relayRecordStatus";
 
-type RecordReply = [outcome: RecordOutcome, json: string | null];
+type RecordReply = [outcome: RecordOutcome, json: string | null, checkedAtMs: string];
 
 interface RecordCommand {
   [RECORD_COMMAND]: (
@@ -68,6 +69,8 @@ interface RecordCommand {
     newVersion: string,
     json: string,
     ttlMs: string,
+    checkedAtMs: string,
+    minVersion: string,
   ) => Promise<RecordReply>;
 }
 
@@ -91,39 +94,48 @@ export class RedisStatusStore implements StatusStore {
 
   async get(generationId: string): Promise<StoredStatus | null> {
     const key = statusKey(this.keyPrefix, generationId);
-    const json = await this.redis.hget(key, "json");
-    return json === null ? null : toStoredStatus(key, json);
+    const [json, checkedAt] = await this.redis.hmget(key, "json", "at");
+    return json === null || json === undefined ? null : toStoredStatus(key, json, checkedAt);
   }
 
-  async record(generationId: string, observation: Observation, expectedVersion: number): Promise<RecordResult> {
+  async record(
+    generationId: string,
+    observation: Observation,
+    expectedVersion: number,
+    minVersion = 0,
+  ): Promise<RecordResult> {
     assertVersion(expectedVersion);
+    assertVersion(minVersion);
     const key = statusKey(this.keyPrefix, generationId);
-    const newVersion = expectedVersion + 1;
+    const newVersion = Math.max(expectedVersion, minVersion) + 1;
     // Serialized once here, so the stored text and the returned `json` are the same bytes.
     const json = serializeRelayStatus(observation.upstream, newVersion, observation.observedAt);
 
-    const [outcome, storedJson] = await this.redis[RECORD_COMMAND](
+    const [outcome, storedJson, checkedAt] = await this.redis[RECORD_COMMAND](
       key,
       fingerprint(observation.upstream),
       String(expectedVersion),
       String(newVersion),
       json,
       String(this.ttlMs),
+      String(observation.observedAt.getTime()),
+      String(minVersion),
     );
 
     if (storedJson === null) {
       throw new Error(`Redis key ${key} has no field "json": delete the key to let the next poll rewrite it`);
     }
-    return { outcome, ...toStoredStatus(key, storedJson) };
+    return { outcome, ...toStoredStatus(key, storedJson, checkedAt) };
   }
 
   /** Does nothing: the connection belongs to the caller. */
   async close(): Promise<void> {}
 }
 
-function toStoredStatus(key: string, json: string): StoredStatus {
+function toStoredStatus(key: string, json: string, checkedAt: string | null | undefined): StoredStatus {
+  const checkedAtMs = checkedAt === null || checkedAt === undefined ? undefined : Number(checkedAt) || undefined;
   try {
-    return { status: JSON.parse(json), json };
+    return { status: JSON.parse(json), json, ...(checkedAtMs === undefined ? {} : { checkedAtMs }) };
   } catch (error) {
     throw new Error(`invalid JSON in field "json" of Redis key ${key}: delete the key to let the next poll rewrite it`, {
       cause: error,

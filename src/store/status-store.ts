@@ -13,6 +13,8 @@ import type { RelayStatus } from "../wire/relay.js";
 export interface StoredStatus {
   status: RelayStatus;
   json: string;
+  /** When a poll last confirmed this status (ms since the epoch), whichever instance made it; unset when unknown. */
+  checkedAtMs?: number;
 }
 
 export interface Observation {
@@ -39,8 +41,12 @@ export interface StatusStore {
   /**
    * Compare-and-set write of one observation.
    * @param expectedVersion the version the caller read before it asked Runblob, 0 when nothing was stored.
+   * @param minVersion the highest version the caller has already delivered (0 by default). A write
+   *   gets a version above it, and equal content stored below it is written again with a higher
+   *   version. Only an instance that delivered statuses while the store was unreachable needs it,
+   *   so its subscribers never see a version go backwards.
    * @returns the outcome and the status stored after the call (the new one, or the current one).
    */
-  record(generationId: string, observation: Observation, expectedVersion: number): Promise<RecordResult>;
+  record(generationId: string, observation: Observation, expectedVersion: number, minVersion?: number): Promise<RecordResult>;
   close(): Promise<void>;
 }
