@@ -4,7 +4,7 @@
  * beyond choosing implementations and the order of shutdown.
  */
 import { randomBytes } from "node:crypto";
-import { Redis } from "ioredis";
+import { hostname } from "node:os";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import type { Config } from "./config/env.js";
@@ -16,6 +16,12 @@ import { RedisStatusStore } from "./store/redis-store.js";
 import type { ChangeBus } from "./bus/change-bus.js";
 import { MemoryChangeBus } from "./bus/memory-bus.js";
 import { RedisChangeBus } from "./bus/redis-bus.js";
+import { RedisPollLease } from "./cluster/redis-poll-lease.js";
+import { openRedisConnections, waitUntilReady } from "./cluster/redis-connection.js";
+import type { RedisConnection } from "./cluster/redis-connection.js";
+import { LocalPollLease } from "./watch/poll-lease.js";
+import type { PollLease } from "./watch/poll-lease.js";
+import { resyncWatched } from "./cluster/resync.js";
 import { WatchScheduler } from "./watch/watch-scheduler.js";
 import { StatusReader } from "./watch/status-reader.js";
 import { FanoutHub } from "./push/fanout-hub.js";
@@ -65,21 +71,26 @@ export async function createRelay(config: Config, logger: Logger): Promise<Relay
   });
   closers.push(() => client.close());
 
-  const { store, bus, redis } = await createStorage(config, logger, closers);
+  const { store, bus, lease, redis, onBusResync } = await createCoordination(config, logger, closers);
 
   const scheduler = new WatchScheduler({
     store,
     client,
     bus,
+    lease,
     logger: logger.child({ component: "scheduler" }),
     intervalMs: config.POLL_INTERVAL_MS,
     maxAttempts: config.POLL_MAX_ATTEMPTS,
     graceMs: config.WATCH_GRACE_MS,
     concurrency: config.POLL_CONCURRENCY,
   });
-  const reader = new StatusReader({ store, client, bus, scheduler, logger });
+  const reader = new StatusReader({ store, client, bus, scheduler, logger, intervalMs: config.POLL_INTERVAL_MS });
   const hub = new FanoutHub({ scheduler, logger: logger.child({ component: "hub" }) });
-  bus.onEvent((event) => hub.handle(event));
+  bus.onEvent((event) => {
+    scheduler.observe(event);
+    hub.handle(event);
+  });
+  onBusResync?.(() => void resyncWatched(store, scheduler, hub, logger));
 
   const connections = new ConnectionRegistry({
     sseKeepAliveMs: config.SSE_KEEPALIVE_MS,
@@ -118,51 +129,66 @@ export async function createRelay(config: Config, logger: Logger): Promise<Relay
   };
 }
 
-async function createStorage(
+interface Coordination {
+  store: StatusStore;
+  bus: ChangeBus;
+  lease: PollLease;
+  redis: RedisConnection | undefined;
+  /** Set when a bus reconnect may have missed messages; called with a re-read of every watched generation. */
+  onBusResync?: (resync: () => void) => void;
+}
+
+/** Leases outlive one interval by a quarter, so a dead owner is replaced within 1.75 intervals. */
+const LEASE_FACTOR = 1.25;
+
+async function createCoordination(
   config: Config,
   logger: Logger,
   closers: Array<() => Promise<unknown>>,
-): Promise<{ store: StatusStore; bus: ChangeBus; redis: Redis | undefined }> {
-  if (config.REDIS_URL === undefined) {
+): Promise<Coordination> {
+  const attemptsTtlMs = config.WATCH_GRACE_MS + 2 * config.POLL_INTERVAL_MS;
+  if (!config.useRedis) {
     logger.warn("REDIS_URL is not set: statuses live in this process only; run one instance and expect them lost on restart");
     const store = new MemoryStatusStore({ ttlSeconds: config.STATUS_TTL_SECONDS });
     closers.push(() => store.close());
-    return { store, bus: new MemoryChangeBus(), redis: undefined };
+    return { store, bus: new MemoryChangeBus(), lease: new LocalPollLease(attemptsTtlMs), redis: undefined };
   }
 
-  const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 2, enableOfflineQueue: true, connectionName: "relay" });
-  const subscriber = redis.duplicate({ connectionName: "relay-subscriber" });
-  watchConnection(redis, "redis", logger);
-  watchConnection(subscriber, "redis subscriber", logger);
-  closers.push(() => redis.quit().catch(() => redis.disconnect()));
-  closers.push(() => subscriber.quit().catch(() => subscriber.disconnect()));
+  const connections = openRedisConnections(config, logger);
+  closers.push(() => connections.close());
+  if (!(await waitUntilReady(connections.command, REDIS_START_TIMEOUT_MS))) {
+    logger.error({ timeout_ms: REDIS_START_TIMEOUT_MS }, "Redis is not reachable yet; starting degraded and retrying in the background");
+  }
 
-  const store = new RedisStatusStore({ redis, ttlSeconds: config.STATUS_TTL_SECONDS, keyPrefix: config.REDIS_KEY_PREFIX });
+  const prefix = config.REDIS_KEY_PREFIX;
+  const instanceId = config.INSTANCE_ID ?? `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
+  const store = new RedisStatusStore({ redis: connections.command, ttlSeconds: config.STATUS_TTL_SECONDS, keyPrefix: prefix });
   const bus = new RedisChangeBus({
-    publisher: redis,
-    subscriber,
-    channel: `${config.REDIS_KEY_PREFIX}events`,
+    publisher: connections.command,
+    subscriber: connections.subscriber,
+    channel: `${prefix}events`,
     logger: logger.child({ component: "bus" }),
   });
   closers.push(() => bus.close());
-  await bus.ready();
-  return { store, bus, redis };
+  const lease = new RedisPollLease({
+    redis: connections.command,
+    keyPrefix: prefix,
+    instanceId,
+    leaseMs: Math.round(config.POLL_INTERVAL_MS * LEASE_FACTOR),
+    attemptsTtlMs,
+    logger: logger.child({ component: "lease" }),
+  });
+  logger.info({ instance: instanceId }, "coordinating with other instances through Redis");
+
+  // Pub/sub delivers at most once: after the subscriber reconnects, watched generations are re-read.
+  let resync: (() => void) | undefined;
+  let wasReady = connections.subscriber.status === "ready";
+  connections.subscriber.on("ready", () => {
+    if (wasReady) resync?.();
+    wasReady = true;
+  });
+  await Promise.race([bus.ready(), new Promise((resolve) => setTimeout(resolve, REDIS_START_TIMEOUT_MS))]);
+  return { store, bus, lease, redis: connections.command, onBusResync: (callback) => (resync = callback) };
 }
 
-/**
- * Logs a Redis connection's state changes once each, not every reconnect
- * attempt. The `error` listener also keeps ioredis from crashing the
- * process with an unhandled error event.
- */
-function watchConnection(connection: Redis, name: string, logger: Logger): void {
-  let failing = false;
-  connection.on("error", (error: Error) => {
-    if (failing) return;
-    failing = true;
-    logger.error({ err: error, connection: name }, "Redis connection failed; reconnecting");
-  });
-  connection.on("ready", () => {
-    if (failing) logger.info({ connection: name }, "Redis connection restored");
-    failing = false;
-  });
-}
+const REDIS_START_TIMEOUT_MS = 5000;

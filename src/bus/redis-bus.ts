@@ -15,7 +15,7 @@
  * resubscribes on reconnect. A consumer that must not miss a status reads it
  * back from the store.
  */
-import type { Redis } from "ioredis";
+import type { RedisConnection as Redis } from "../cluster/redis-connection.js";
 import { pino, type Logger } from "pino";
 import { z } from "zod";
 import { relayStatusSchema, type RelayStatus } from "../wire/relay.js";
@@ -59,6 +59,7 @@ export class RedisChangeBus implements ChangeBus {
   private readonly subscribed: Promise<void>;
   private handler: ((event: WatchEvent) => void) | null = null;
   private closed = false;
+  private publishFailing = false;
   private malformedSinceLastWarning = 0;
   private lastMalformedWarningMs = Number.NEGATIVE_INFINITY;
 
@@ -84,11 +85,38 @@ export class RedisChangeBus implements ChangeBus {
     return this.subscribed;
   }
 
+  /**
+   * Publishes to every instance through Redis. While either connection is
+   * down, the event is also handed to this instance's own handler, so local
+   * subscribers keep getting changes; consumers drop versions they already
+   * have, so an event that arrives both ways is delivered once. Nothing is
+   * queued while Redis is unreachable.
+   */
   async publish(event: WatchEvent): Promise<void> {
     if (this.closed) {
       throw new Error(`publish failed: the change bus on channel ${this.channel} is closed`);
     }
-    await this.publisher.publish(this.channel, JSON.stringify(toBusMessage(event)));
+    const echoExpected = this.subscriber.status === "ready" && this.publisher.status === "ready";
+    if (!echoExpected) this.deliverLocally(event);
+    if (this.publisher.status !== "ready") return;
+    try {
+      await this.publisher.publish(this.channel, JSON.stringify(toBusMessage(event)));
+      this.publishFailing = false;
+    } catch (error) {
+      if (echoExpected) this.deliverLocally(event);
+      if (!this.publishFailing) {
+        this.publishFailing = true;
+        this.logger.warn({ err: error, channel: this.channel }, "publish to Redis failed; delivering to this instance only");
+      }
+    }
+  }
+
+  private deliverLocally(event: WatchEvent): void {
+    try {
+      this.handler?.(event);
+    } catch (error) {
+      this.logger.error({ err: error, channel: this.channel }, "change bus handler failed");
+    }
   }
 
   onEvent(handler: (event: WatchEvent) => void): void {

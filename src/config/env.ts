@@ -43,6 +43,26 @@ export const envSchema = z.object({
       .regex(/^rediss?:\/\/.+/, "REDIS_URL must start with redis:// or rediss://")
       .optional(),
   ),
+  REDIS_SENTINELS: z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .regex(/^[^\s,:]+:\d{1,5}(,[^\s,:]+:\d{1,5})*$/, "REDIS_SENTINELS must be a comma list of host:port")
+      .optional(),
+  ),
+  REDIS_SENTINEL_NAME: z.string().min(1).default("mymaster"),
+  REDIS_CLUSTER_NODES: z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .regex(/^[^\s,:]+:\d{1,5}(,[^\s,:]+:\d{1,5})*$/, "REDIS_CLUSTER_NODES must be a comma list of host:port")
+      .optional(),
+  ),
+  REDIS_PASSWORD: z.preprocess(emptyAsUndefined, z.string().optional()),
+  INSTANCE_ID: z.preprocess(
+    emptyAsUndefined,
+    z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, "INSTANCE_ID may use letters, digits, . _ : - (1-64 characters)").optional(),
+  ),
   REDIS_KEY_PREFIX: z.string().regex(/^[A-Za-z0-9:_-]{1,64}$/, "REDIS_KEY_PREFIX may use letters, digits, : _ - (1-64 characters)").default("relay:"),
   HOST: z.string().min(1).default("127.0.0.1"),
   PORT: integer("PORT", 0, 65535).default(3000),
@@ -81,6 +101,8 @@ export type Env = z.infer<typeof envSchema>;
 export interface Config extends Env {
   /** True when no token is configured and the relay runs its built-in simulator. */
   useSimulator: boolean;
+  /** True when any Redis deployment (single node, Sentinel or Cluster) is configured. */
+  useRedis: boolean;
 }
 
 export class ConfigError extends Error {
@@ -90,7 +112,7 @@ export class ConfigError extends Error {
   }
 }
 
-const SECRET_VARIABLES = new Set(["RUNBLOB_TOKEN", "REDIS_URL"]);
+const SECRET_VARIABLES = new Set(["RUNBLOB_TOKEN", "REDIS_URL", "REDIS_PASSWORD"]);
 
 function describeValue(name: string, value: unknown): string {
   if (value === undefined) return "unset";
@@ -121,7 +143,13 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       "RUNBLOB_TOKEN=unset: required when NODE_ENV=production (the built-in simulator is for development only)",
     ]);
   }
-  return { ...env, useSimulator: env.RUNBLOB_TOKEN === undefined };
+  const redisChoices = [env.REDIS_URL, env.REDIS_SENTINELS, env.REDIS_CLUSTER_NODES].filter((value) => value !== undefined);
+  if (redisChoices.length > 1) {
+    throw new ConfigError([
+      "REDIS_URL, REDIS_SENTINELS and REDIS_CLUSTER_NODES: set only one of them (single node, Sentinel or Cluster)",
+    ]);
+  }
+  return { ...env, useSimulator: env.RUNBLOB_TOKEN === undefined, useRedis: redisChoices.length === 1 };
 }
 
 /** The configuration with secrets replaced, for the start-up log line. */

@@ -1,5 +1,5 @@
 /** What the HTTP layer needs from the rest of the relay; built in src/relay.ts. */
-import type { Redis } from "ioredis";
+import type { RedisConnection as Redis } from "../cluster/redis-connection.js";
 import type { Config } from "../config/env.js";
 import type { RunblobClient } from "../upstream/runblob-client.js";
 import type { StatusReader } from "../watch/status-reader.js";

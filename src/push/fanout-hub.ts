@@ -19,6 +19,8 @@ export interface Sink {
 
 export class FanoutHub {
   readonly #sinks = new Map<string, Set<Sink>>();
+  /** Highest version handed to this instance's subscribers, per generation with subscribers. */
+  readonly #delivered = new Map<string, number>();
   readonly #scheduler: Pick<WatchScheduler, "addSubscriber" | "removeSubscriber">;
   readonly #logger: Logger;
 
@@ -52,7 +54,10 @@ export class FanoutHub {
   remove(generationId: string, sink: Sink): void {
     const sinks = this.#sinks.get(generationId);
     if (sinks === undefined || !sinks.delete(sink)) return;
-    if (sinks.size === 0) this.#sinks.delete(generationId);
+    if (sinks.size === 0) {
+      this.#sinks.delete(generationId);
+      this.#delivered.delete(generationId);
+    }
     this.#scheduler.removeSubscriber(generationId);
   }
 
@@ -61,6 +66,16 @@ export class FanoutHub {
     const generationId = event.kind === "status" ? event.change.generationId : event.generationId;
     const sinks = this.#sinks.get(generationId);
     if (sinks === undefined) return;
+
+    // The same change can arrive twice (through Redis and directly while a connection is down, or
+    // from two pollers after a failover): an instance drops a version it has already delivered.
+    // A final status always passes, so a version mix-up after a Redis outage cannot swallow it.
+    if (event.kind === "status") {
+      const version = event.change.status.version;
+      const final = isFinalStatus(event.change.status.status);
+      if (!final && version <= (this.#delivered.get(generationId) ?? 0)) return;
+      this.#delivered.set(generationId, version);
+    }
 
     // Events that end every subscription detach the set first, so sinks that
     // remove themselves while being called do not disturb the loop.
@@ -80,6 +95,7 @@ export class FanoutHub {
 
   #detach(generationId: string, sinks: Set<Sink>): void {
     this.#sinks.delete(generationId);
+    this.#delivered.delete(generationId);
     for (let i = 0; i < sinks.size; i += 1) this.#scheduler.removeSubscriber(generationId);
   }
 }

@@ -85,9 +85,11 @@ export class WebSocketConnection implements Sink {
 
   deliverStatus(generationId: string, status: EncodedStatus): void {
     const lastSent = this.#subscriptions.get(generationId);
-    if (lastSent === undefined || status.version <= lastSent) return;
-
+    if (lastSent === undefined) return;
+    // A final status passes even at a lower version: it ends the subscription, so it is sent at most once.
     const final = isFinalStatus(status.stored.status.status);
+    if (status.version <= lastSent && !final) return;
+
     if (final) this.#forget(generationId);
     else this.#subscriptions.set(generationId, status.version);
     this.#send(status.wsFrame);

@@ -1,7 +1,8 @@
 /**
  * Reads the current status of one generation for REST calls and new
- * subscribers: from the store when a poll keeps it fresh or it is final,
- * otherwise with one request to Runblob shared by all concurrent callers.
+ * subscribers: from the store when a poll by any instance confirmed it less
+ * than one interval ago or it is final, otherwise with one request to
+ * Runblob shared by all concurrent callers on this instance.
  */
 import type { Logger } from "pino";
 import type { ChangeBus } from "../bus/change-bus.js";
@@ -16,24 +17,44 @@ export interface StatusReaderOptions {
   bus: ChangeBus;
   scheduler: WatchScheduler;
   logger: Logger;
+  intervalMs: number;
+  now?: () => number;
+}
+
+/** The store failed and this instance knows no status to serve instead. */
+export class StoreUnavailableError extends Error {
+  override readonly name = "StoreUnavailableError";
 }
 
 export class StatusReader {
   readonly #options: StatusReaderOptions;
+  readonly #now: () => number;
   readonly #inFlight = new Map<string, Promise<StoredStatus>>();
 
   constructor(options: StatusReaderOptions) {
     this.#options = options;
+    this.#now = options.now ?? Date.now;
   }
 
-  /** The current status; throws UpstreamError when Runblob has to be asked and fails (404 included). */
+  /**
+   * Returns the current status. Throws UpstreamError when Runblob has to be
+   * asked and fails (404 included), and StoreUnavailableError when the store
+   * fails and the scheduler has no status of its own for this generation.
+   */
   async current(generationId: string, context: RequestContext = {}): Promise<StoredStatus> {
-    const { store, scheduler } = this.#options;
-    const stored = await store.get(generationId);
+    const { store, scheduler, intervalMs } = this.#options;
+    let stored: StoredStatus | null;
+    try {
+      stored = await store.get(generationId);
+    } catch (error) {
+      return this.#fromScheduler(generationId, error);
+    }
+
     if (stored !== null) {
       const final = isFinalStatus(stored.status.status);
-      if (final) scheduler.notePolled(generationId, stored.status.version, true);
-      if (final || scheduler.isFresh(generationId)) return stored;
+      const checkedRecently = stored.checkedAtMs !== undefined && this.#now() - stored.checkedAtMs < intervalMs;
+      if (final) scheduler.notePolled(generationId, stored);
+      if (final || checkedRecently || scheduler.isFresh(generationId)) return stored;
     }
 
     let pending = this.#inFlight.get(generationId);
@@ -47,18 +68,35 @@ export class StatusReader {
   }
 
   async #fetch(generationId: string, expectedVersion: number, context: RequestContext): Promise<StoredStatus> {
-    const { store, client, bus, scheduler } = this.#options;
+    const { store, client, bus, scheduler, logger } = this.#options;
     const upstream = await client.getStatus(generationId, context);
-    const observedAt = new Date();
-    const result = await store.record(generationId, { upstream, observedAt }, expectedVersion);
+    const observedAt = new Date(this.#now());
+    let result;
+    try {
+      result = await store.record(generationId, { upstream, observedAt }, expectedVersion);
+    } catch (error) {
+      return this.#fromScheduler(generationId, error);
+    }
 
     if (result.outcome === "changed") {
-      await bus.publish({
-        kind: "status",
-        change: { generationId, status: result.status, json: result.json, observedAtMs: observedAt.getTime() },
-      });
+      try {
+        await bus.publish({
+          kind: "status",
+          change: { generationId, status: result.status, json: result.json, observedAtMs: observedAt.getTime() },
+        });
+      } catch (error) {
+        logger.error({ generation_id: generationId, err: error }, "could not publish a status change");
+      }
     }
-    scheduler.notePolled(generationId, result.status.version, isFinalStatus(result.status.status));
-    return { status: result.status, json: result.json };
+    const stored = { status: result.status, json: result.json, checkedAtMs: observedAt.getTime() };
+    scheduler.notePolled(generationId, stored);
+    return stored;
+  }
+
+  #fromScheduler(generationId: string, error: unknown): StoredStatus {
+    const latest = this.#options.scheduler.latest(generationId);
+    if (latest !== undefined) return latest;
+    this.#options.logger.warn({ generation_id: generationId, err: error }, "status store unreachable and no local status to serve");
+    throw new StoreUnavailableError("the status store is unreachable; try again shortly", { cause: error });
   }
 }

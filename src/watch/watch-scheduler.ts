@@ -7,21 +7,31 @@
  * subscriber. Polling stops at a final status, after `maxAttempts` polls of
  * a non-final status, on Runblob's 404, or once the grace period has run out.
  *
+ * With several instances, each watches what its own subscribers need, and a
+ * poll lease (see PollLease) lets exactly one of them poll each generation.
+ * The others keep their entry, learn every change from the bus, and try the
+ * lease twice per interval so one of them takes over when the owner dies.
+ *
  * Cost: one heap entry per watched generation and one timer in all, so a
  * tick is O(log n) per due poll and nothing is done per subscriber.
  */
 import TinyQueue from "tinyqueue";
 import type { Logger } from "pino";
-import type { ChangeBus } from "../bus/change-bus.js";
-import type { StatusStore } from "../store/status-store.js";
+import type { ChangeBus, WatchEvent } from "../bus/change-bus.js";
+import type { StatusStore, StoredStatus } from "../store/status-store.js";
+import { fingerprint, serializeRelayStatus } from "../store/fingerprint.js";
 import type { RunblobClient } from "../upstream/runblob-client.js";
 import { UpstreamError } from "../upstream/errors.js";
 import { isFinalStatus } from "../wire/upstream.js";
+import type { UpstreamStatus } from "../wire/upstream.js";
+import type { RelayStatus } from "../wire/relay.js";
+import type { PollLease } from "./poll-lease.js";
 
 export interface WatchSchedulerOptions {
   store: StatusStore;
   client: Pick<RunblobClient, "getStatus">;
   bus: ChangeBus;
+  lease: PollLease;
   logger: Logger;
   intervalMs: number;
   maxAttempts: number;
@@ -37,10 +47,12 @@ interface WatchEntry {
   subscribers: number;
   /** While there are no subscribers, the watch lasts until this time (ms since epoch). */
   graceUntil: number;
-  /** Polls made while the status was not final. */
-  attempts: number;
-  /** Stored version as last seen by this scheduler; undefined until read from the store. */
+  /** Stored version as last written or read by this instance; undefined until read from the store. */
   version: number | undefined;
+  /** Latest status this instance knows, from its own polls, the bus or a read. */
+  latest: StoredStatus | undefined;
+  /** Highest version delivered to this instance's subscribers. */
+  maxSeen: number;
   dueAt: number;
   lastPolledAt: number;
   polling: boolean;
@@ -58,6 +70,7 @@ export class WatchScheduler {
   #timerAt = Infinity;
   #inFlight = 0;
   #stopped = false;
+  #storeFailing = false;
   readonly #idle = new Set<() => void>();
 
   constructor(options: WatchSchedulerOptions) {
@@ -66,7 +79,7 @@ export class WatchScheduler {
     this.#random = options.random ?? Math.random;
   }
 
-  /** Number of generations currently watched. */
+  /** Number of generations currently watched by this instance. */
   get size(): number {
     return this.#entries.size;
   }
@@ -76,13 +89,18 @@ export class WatchScheduler {
   }
 
   /**
-   * True when a poll of this generation is running or finished less than one
+   * True when a poll by this instance is running or finished less than one
    * interval ago, so the stored status can be served without asking Runblob.
    */
   isFresh(generationId: string): boolean {
     const entry = this.#entries.get(generationId);
     if (entry === undefined) return false;
     return entry.polling || this.#now() - entry.lastPolledAt < this.#options.intervalMs;
+  }
+
+  /** The latest status this instance knows of a watched generation, for reads while the store is unreachable. */
+  latest(generationId: string): StoredStatus | undefined {
+    return this.#entries.get(generationId)?.latest;
   }
 
   /** Starts watching a generation just created through the relay, polling it at once. */
@@ -107,28 +125,52 @@ export class WatchScheduler {
   }
 
   /**
-   * Tells the scheduler that a status was just read from Runblob outside its
-   * own polls, so its next poll waits a full interval.
+   * Tells the scheduler that a status was just read outside its own polls,
+   * so its next poll waits a full interval (or stops, for a final status).
    */
-  notePolled(generationId: string, version: number, final: boolean): void {
+  notePolled(generationId: string, stored: StoredStatus): void {
     const entry = this.#entries.get(generationId);
     if (entry === undefined) return;
-    if (final) {
-      this.#drop(entry);
+    this.#learn(entry, stored);
+    if (isFinalStatus(stored.status.status)) {
+      this.#finish(entry);
       return;
     }
-    entry.version = version;
     entry.lastPolledAt = this.#now();
     if (!entry.polling) this.#schedule(entry, entry.lastPolledAt + this.#options.intervalMs);
   }
 
-  /** Stops polling; resolves once the polls in flight have finished. */
+  /**
+   * Takes in an event from the bus, published by any instance: a watch that
+   * another instance ended ends here too, and versions stay current for the
+   * moment this instance takes the lease over.
+   */
+  observe(event: WatchEvent): void {
+    if (event.kind === "upstream_error") return;
+    const generationId = event.kind === "status" ? event.change.generationId : event.generationId;
+    const entry = this.#entries.get(generationId);
+    if (entry === undefined) return;
+
+    if (event.kind === "status") {
+      this.#learn(entry, event.change);
+      if (isFinalStatus(event.change.status.status)) this.#drop(entry);
+      return;
+    }
+    this.#drop(entry);
+  }
+
+  /** Every generation this instance watches, for a re-read after the bus missed messages. */
+  watchedIds(): string[] {
+    return [...this.#entries.keys()];
+  }
+
+  /** Stops polling and gives up this instance's leases; resolves once the polls in flight have finished. */
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    if (this.#inFlight === 0) return;
-    await new Promise<void>((resolve) => this.#idle.add(resolve));
+    if (this.#inFlight > 0) await new Promise<void>((resolve) => this.#idle.add(resolve));
+    await this.#options.lease.releaseAll();
   }
 
   #ensure(generationId: string): WatchEntry {
@@ -140,8 +182,9 @@ export class WatchScheduler {
       generationId,
       subscribers: 0,
       graceUntil: now + this.#options.graceMs,
-      attempts: 0,
       version: undefined,
+      latest: undefined,
+      maxSeen: 0,
       // The first poll lands at a random point of the interval, so many
       // watches that start together do not poll together.
       dueAt: now + this.#random() * this.#options.intervalMs,
@@ -161,7 +204,7 @@ export class WatchScheduler {
    * longer matches the time it was pushed for).
    */
   #schedule(entry: WatchEntry, dueAt: number): void {
-    if (!this.#entries.has(entry.generationId)) return;
+    if (this.#entries.get(entry.generationId) !== entry) return;
     entry.dueAt = dueAt;
     this.#due.push(entry);
     this.#arm();
@@ -193,6 +236,7 @@ export class WatchScheduler {
       if (entry.subscribers === 0 && now >= entry.graceUntil) {
         this.#options.logger.debug({ generation_id: entry.generationId }, "watch ended: no subscribers");
         this.#drop(entry);
+        void this.#options.lease.release(entry.generationId);
         continue;
       }
       void this.#poll(entry);
@@ -201,87 +245,161 @@ export class WatchScheduler {
   }
 
   async #poll(entry: WatchEntry): Promise<void> {
-    const { store, client, bus, logger, intervalMs, maxAttempts } = this.#options;
+    const { client, lease, logger, intervalMs, maxAttempts } = this.#options;
     const generationId = entry.generationId;
     entry.polling = true;
     this.#inFlight += 1;
     const startedAt = this.#now();
+    let nextDueAt = startedAt + intervalMs;
 
     try {
-      if (entry.version === undefined) entry.version = (await store.get(generationId))?.status.version ?? 0;
+      const claim = await lease.claim(generationId);
+      if (!claim.granted) {
+        // Another instance polls it. Check again within half an interval, so
+        // this one takes over well inside two intervals if that one dies.
+        nextDueAt = startedAt + intervalMs / 2;
+        return;
+      }
+      if (claim.attempts > maxAttempts) {
+        logger.info({ generation_id: generationId, attempts: claim.attempts - 1 }, "watch timed out: status still not final");
+        this.#drop(entry);
+        await lease.release(generationId);
+        await this.#publish({ kind: "timeout", generationId });
+        return;
+      }
 
+      if (entry.version === undefined) await this.#readStored(entry);
       const upstream = await client.getStatus(generationId);
       const observedAt = new Date(this.#now());
-      const result = await store.record(generationId, { upstream, observedAt }, entry.version);
-      entry.version = result.status.version;
+      const result = await this.#record(entry, upstream, observedAt);
       entry.lastPolledAt = this.#now();
 
       if (entry.failing) {
         entry.failing = false;
         logger.info({ generation_id: generationId }, "status polls succeed again");
       }
-      if (result.outcome === "changed") {
-        await bus.publish({
+      if (result.changed) {
+        await this.#publish({
           kind: "status",
-          change: { generationId, status: result.status, json: result.json, observedAtMs: observedAt.getTime() },
+          change: { generationId, ...result.stored, observedAtMs: observedAt.getTime() },
         });
       }
-
-      if (isFinalStatus(result.status.status)) {
-        this.#drop(entry);
-        return;
-      }
-      entry.attempts += 1;
-      if (entry.attempts >= maxAttempts) {
-        logger.info({ generation_id: generationId, attempts: entry.attempts }, "watch timed out: status still not final");
-        this.#drop(entry);
-        await bus.publish({ kind: "timeout", generationId });
-      }
+      if (isFinalStatus(result.stored.status.status)) this.#finish(entry);
     } catch (error) {
       await this.#handlePollError(entry, error);
     } finally {
       entry.polling = false;
       this.#inFlight -= 1;
-      if (this.#entries.get(generationId) === entry) this.#schedule(entry, startedAt + intervalMs);
+      this.#schedule(entry, nextDueAt);
       this.#arm();
       if (this.#inFlight === 0) for (const resolve of this.#idle) resolve();
     }
   }
 
+  /** Reads the stored version before the first poll; leaves it unknown while the store is unreachable. */
+  async #readStored(entry: WatchEntry): Promise<void> {
+    try {
+      const stored = await this.#options.store.get(entry.generationId);
+      this.#storeRecovered();
+      entry.version = stored?.status.version ?? 0;
+      if (stored !== null) this.#learn(entry, stored);
+    } catch (error) {
+      this.#storeFailed(error);
+    }
+  }
+
+  /**
+   * Writes a poll result to the store. While the store is unreachable, the
+   * change is versioned from this instance's own view instead, so its
+   * subscribers keep getting updates; `maxSeen` then makes the first write
+   * after recovery continue above every version they were sent.
+   */
+  async #record(
+    entry: WatchEntry,
+    upstream: UpstreamStatus,
+    observedAt: Date,
+  ): Promise<{ changed: boolean; stored: StoredStatus }> {
+    if (entry.version !== undefined) {
+      try {
+        const result = await this.#options.store.record(entry.generationId, { upstream, observedAt }, entry.version, entry.maxSeen);
+        this.#storeRecovered();
+        entry.version = result.status.version;
+        this.#learn(entry, result);
+        return { changed: result.outcome === "changed", stored: result };
+      } catch (error) {
+        this.#storeFailed(error);
+        entry.version = undefined;
+      }
+    }
+
+    const latest = entry.latest;
+    if (latest !== undefined && fingerprint(latest.status) === fingerprint(upstream)) return { changed: false, stored: latest };
+    const json = serializeRelayStatus(upstream, entry.maxSeen + 1, observedAt);
+    const stored = { status: JSON.parse(json) as RelayStatus, json };
+    this.#learn(entry, stored);
+    return { changed: true, stored };
+  }
+
+  #learn(entry: WatchEntry, stored: StoredStatus): void {
+    const version = stored.status.version;
+    if (version >= entry.maxSeen) {
+      entry.maxSeen = version;
+      entry.latest = stored;
+    }
+    if (entry.version !== undefined && version > entry.version) entry.version = version;
+  }
+
   async #handlePollError(entry: WatchEntry, error: unknown): Promise<void> {
-    const { bus, logger, maxAttempts } = this.#options;
+    const { logger } = this.#options;
     const generationId = entry.generationId;
     entry.lastPolledAt = this.#now();
 
-    try {
-      if (error instanceof UpstreamError && error.kind === "http" && error.statusCode === 404) {
-        logger.info({ generation_id: generationId }, "watch ended: Runblob does not know this generation");
-        this.#drop(entry);
-        await bus.publish({ kind: "not_found", generationId });
-        return;
-      }
-
-      entry.attempts += 1;
-      if (!entry.failing) {
-        entry.failing = true;
-        logger.warn({ generation_id: generationId, err: error }, "status poll failed; retrying at the next interval");
-        const reason = error instanceof UpstreamError ? error.message : "internal error";
-        await bus.publish({
-          kind: "upstream_error",
-          generationId,
-          message: `could not refresh the status (${reason}); the relay keeps trying`,
-        });
-      }
-      if (entry.attempts >= maxAttempts) {
-        this.#drop(entry);
-        await bus.publish({ kind: "timeout", generationId });
-      }
-    } catch (publishError) {
-      logger.error({ generation_id: generationId, err: publishError }, "could not publish a watch event");
+    if (error instanceof UpstreamError && error.kind === "http" && error.statusCode === 404) {
+      logger.info({ generation_id: generationId }, "watch ended: Runblob does not know this generation");
+      this.#finish(entry);
+      await this.#publish({ kind: "not_found", generationId });
+      return;
     }
+    if (entry.failing) return;
+
+    entry.failing = true;
+    logger.warn({ generation_id: generationId, err: error }, "status poll failed; retrying at the next interval");
+    const reason = error instanceof UpstreamError ? error.message : "internal error";
+    await this.#publish({
+      kind: "upstream_error",
+      generationId,
+      message: `could not refresh the status (${reason}); the relay keeps trying`,
+    });
+  }
+
+  async #publish(event: WatchEvent): Promise<void> {
+    try {
+      await this.#options.bus.publish(event);
+    } catch (error) {
+      const generationId = event.kind === "status" ? event.change.generationId : event.generationId;
+      this.#options.logger.error({ generation_id: generationId, err: error, event: event.kind }, "could not publish a watch event");
+    }
+  }
+
+  /** Ends a watch for good: the lease and the attempt count are released. */
+  #finish(entry: WatchEntry): void {
+    this.#drop(entry);
+    void this.#options.lease.release(entry.generationId, true);
   }
 
   #drop(entry: WatchEntry): void {
     if (this.#entries.get(entry.generationId) === entry) this.#entries.delete(entry.generationId);
+  }
+
+  #storeFailed(error: unknown): void {
+    if (this.#storeFailing) return;
+    this.#storeFailing = true;
+    this.#options.logger.error({ err: error }, "status store unreachable; versioning changes from this instance's own view");
+  }
+
+  #storeRecovered(): void {
+    if (!this.#storeFailing) return;
+    this.#storeFailing = false;
+    this.#options.logger.info("status store reachable again");
   }
 }
