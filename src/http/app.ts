@@ -13,6 +13,7 @@ import { eventsRoute } from "./routes/events.js";
 import { websocketRoute } from "./routes/websocket.js";
 import { healthRoutes } from "./routes/health.js";
 import { demoRoute } from "./routes/demo.js";
+import { browserClientRoutes } from "./routes/browser-client.js";
 
 /** Body limit of every route but generate, which sets its own. */
 const DEFAULT_BODY_LIMIT = 16 * 1024;
@@ -53,6 +54,7 @@ export async function buildHttpApp(services: RelayServices, logger: Logger): Pro
   await app.register(websocketRoute, options);
   await app.register(healthRoutes, options);
   if (services.config.DEMO_ENABLED) await app.register(demoRoute);
+  await app.register(browserClientRoutes, options);
 
   return app;
 }

@@ -5,12 +5,14 @@
  */
 import type { Logger } from "pino";
 import type { SseStream } from "./sse-stream.js";
+import type { MultiSseStream } from "./multi-sse-stream.js";
 import type { WebSocketConnection } from "./websocket-connection.js";
 import { CLOSE_SERVICE_RESTART } from "./websocket-connection.js";
 
 export class ConnectionRegistry {
   readonly sseStreams = new Set<SseStream>();
   readonly websockets = new Set<WebSocketConnection>();
+  readonly multiSseStreams = new Set<MultiSseStream>();
   #timers: NodeJS.Timeout[] = [];
 
   constructor(private readonly options: { sseKeepAliveMs: number; wsPingIntervalMs: number; logger: Logger }) {}
@@ -18,6 +20,11 @@ export class ConnectionRegistry {
   addSse(stream: SseStream): void {
     this.sseStreams.add(stream);
     stream.onEnd(() => this.sseStreams.delete(stream));
+  }
+
+  addMultiSse(stream: MultiSseStream): void {
+    this.multiSseStreams.add(stream);
+    stream.onEnd(() => this.multiSseStreams.delete(stream));
   }
 
   addWebSocket(connection: WebSocketConnection): void {
@@ -34,6 +41,7 @@ export class ConnectionRegistry {
   start(): void {
     const keepAlive = setInterval(() => {
       for (const stream of this.sseStreams) stream.keepAlive();
+      for (const stream of this.multiSseStreams) stream.keepAlive();
     }, this.options.sseKeepAliveMs);
 
     // A socket that did not answer the previous ping within one interval is dead.
@@ -59,6 +67,7 @@ export class ConnectionRegistry {
     for (const timer of this.#timers) clearInterval(timer);
     this.#timers = [];
     for (const stream of this.sseStreams) stream.close(reconnectDelayMs);
+    for (const stream of this.multiSseStreams) stream.close(reconnectDelayMs);
     for (const connection of this.websockets) connection.socket.close(CLOSE_SERVICE_RESTART, "relay is restarting; reconnect");
   }
 }

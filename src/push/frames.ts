@@ -26,6 +26,7 @@ export const SSE_KEEPALIVE = Buffer.from(": keep-alive\n\n");
 export class EncodedStatus {
   #ws: Buffer | undefined;
   #sse: Buffer | undefined;
+  #sseData: Buffer | undefined;
 
   constructor(readonly stored: StoredStatus) {}
 
@@ -41,6 +42,12 @@ export class EncodedStatus {
   get sseFrame(): Buffer {
     this.#sse ??= Buffer.from(`event: status\nid: ${this.version}\ndata: ${this.stored.json}\n\n`);
     return this.#sse;
+  }
+
+  /** The `data:` line and the blank line that ends an SSE event, for streams that write their own `id:`. */
+  get sseData(): Buffer {
+    this.#sseData ??= Buffer.from(`data: ${this.stored.json}\n\n`);
+    return this.#sseData;
   }
 }
 

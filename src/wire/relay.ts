@@ -90,3 +90,66 @@ export const serverMessageSchema = z.discriminatedUnion("type", [
 ]);
 export type ServerMessage = z.infer<typeof serverMessageSchema>;
 export type ErrorMessage = z.infer<typeof errorMessageSchema>;
+
+// Multi-generation SSE stream: GET /v1/sora/events?ids=...&after=...
+
+/** Cursor entry of a generation for which the stream will send nothing more (final status, timeout or not found). */
+export const CURSOR_DONE = "-";
+
+/** A generation's resume position: the last version the client received, or "done". */
+export type StreamPosition = number | typeof CURSOR_DONE;
+
+const positionEntrySchema = z
+  .string()
+  .regex(/^[^:]+:\d{1,15}$/, "each after entry must be <generation_id>:<version>, such as 3da42dea-70a9-4951-81c5-4aa9c000fe2d:4")
+  .transform((entry) => entry.split(":") as [string, string])
+  .pipe(z.tuple([generationIdSchema, z.string().transform(Number)]));
+
+/**
+ * Query of the multi-generation stream. `ids` lists the generations (at most
+ * `maxIds`, no repeats); `after` optionally gives resume positions as
+ * `<generation_id>:<version>` pairs for some of them.
+ */
+export function multiEventsQuerySchema(maxIds: number) {
+  return z
+    .strictObject({
+      ids: z
+        .string({ error: "ids is required: a comma-separated list of generation ids" })
+        .transform((value) => value.split(","))
+        .pipe(
+          z
+            .array(generationIdSchema)
+            .min(1, "ids must name at least one generation")
+            .max(maxIds, `ids may name at most ${maxIds} generations (WS_MAX_SUBSCRIPTIONS)`),
+        ),
+      after: z
+        .string()
+        .transform((value) => value.split(","))
+        .pipe(z.array(positionEntrySchema))
+        .optional(),
+    })
+    .superRefine((query, ctx) => {
+      const seen = new Set<string>();
+      query.ids.forEach((id, index) => {
+        if (seen.has(id)) ctx.addIssue({ code: "custom", path: ["ids", index], message: `generation_id "${id}" appears more than once in ids` });
+        seen.add(id);
+      });
+      query.after?.forEach(([id], index) => {
+        if (!seen.has(id)) ctx.addIssue({ code: "custom", path: ["after", index], message: `after names generation_id "${id}", which is not in ids` });
+      });
+    });
+}
+export type MultiEventsQuery = z.infer<ReturnType<typeof multiEventsQuerySchema>>;
+
+/**
+ * `Last-Event-ID` of the multi-generation stream: one entry per generation of
+ * `ids`, in the same order, each the last version sent or `-` once the stream
+ * sends nothing more for it. For example `4,-,0` for three generations.
+ */
+export const multiEventsCursorSchema = z
+  .string()
+  .regex(
+    /^(\d{1,15}|-)(,(\d{1,15}|-))*$/,
+    "Last-Event-ID must be the id of an event of this stream: one version number or - per generation of ids, comma-separated",
+  )
+  .transform((value): StreamPosition[] => value.split(",").map((entry) => (entry === CURSOR_DONE ? CURSOR_DONE : Number(entry))));
