@@ -10,6 +10,9 @@ import { Pool, errors as undiciErrors } from "undici";
 import type { Dispatcher } from "undici";
 import type { Logger } from "pino";
 import { UpstreamError } from "./errors.js";
+import { UpstreamHealth } from "./upstream-health.js";
+import { statusClassOf } from "../metrics/relay-metrics.js";
+import type { RelayMetrics, UpstreamRoute, UpstreamStatusClass } from "../metrics/relay-metrics.js";
 import { generateResponseSchema, upstreamStatusSchema } from "../wire/upstream.js";
 import type { GenerateResponse, UpstreamStatus } from "../wire/upstream.js";
 import type { GenerateRequest } from "../wire/generate.js";
@@ -20,6 +23,8 @@ export interface RunblobClientOptions {
   timeoutMs: number;
   connections: number;
   logger: Logger;
+  /** Counts and times every request by route and outcome; omitted, nothing is measured. */
+  metrics?: Pick<RelayMetrics, "observeUpstream" | "upstreamInFlight">;
 }
 
 export interface RequestContext {
@@ -37,10 +42,13 @@ const MAX_STATUS_BODY_BYTES = 1024 * 1024;
 const MAX_LIST_BODY_BYTES = 16 * 1024 * 1024;
 
 export class RunblobClient {
+  /** Whether Runblob accepts the token, judged from the status codes of this client's responses. */
+  readonly health: UpstreamHealth;
   readonly #pool: Pool;
   readonly #authorization: string;
   readonly #timeoutMs: number;
   readonly #logger: Logger;
+  readonly #metrics: RunblobClientOptions["metrics"];
 
   constructor(options: RunblobClientOptions) {
     const origin = new URL(options.baseUrl).origin;
@@ -54,10 +62,16 @@ export class RunblobClient {
     this.#authorization = `Bearer ${options.token}`;
     this.#timeoutMs = options.timeoutMs;
     this.#logger = options.logger;
+    this.#metrics = options.metrics;
+    this.health = new UpstreamHealth(options.logger);
   }
 
   /** GET /v1/sora/generations/{id}/ (Runblob documents the trailing slash). */
   async getStatus(generationId: string, context: RequestContext = {}): Promise<UpstreamStatus> {
+    return this.#measured("status", () => this.#getStatus(generationId, context), () => 200);
+  }
+
+  async #getStatus(generationId: string, context: RequestContext): Promise<UpstreamStatus> {
     const path = `/v1/sora/generations/${encodeURIComponent(generationId)}/`;
     const { statusCode, body } = await this.#send("GET", path, undefined, MAX_STATUS_BODY_BYTES, context);
     if (statusCode !== 200) throw httpError(statusCode, body, `status of generation ${generationId}`);
@@ -76,7 +90,7 @@ export class RunblobClient {
   /** GET /v1/sora/generations, passed through: Runblob's status code and JSON body as they came. */
   async list(query: { limit: number; offset: number }, context: RequestContext = {}): Promise<PassthroughResponse> {
     const path = `/v1/sora/generations?limit=${query.limit}&offset=${query.offset}`;
-    return this.#send("GET", path, undefined, MAX_LIST_BODY_BYTES, context);
+    return this.#measured("list", () => this.#send("GET", path, undefined, MAX_LIST_BODY_BYTES, context), statusCodeOf);
   }
 
   /**
@@ -87,6 +101,10 @@ export class RunblobClient {
     request: GenerateRequest,
     context: RequestContext = {},
   ): Promise<PassthroughResponse & { created?: GenerateResponse }> {
+    return this.#measured("generate", () => this.#generate(request, context), statusCodeOf);
+  }
+
+  async #generate(request: GenerateRequest, context: RequestContext): Promise<PassthroughResponse & { created?: GenerateResponse }> {
     const answer = await this.#send("POST", "/v1/sora/generate", JSON.stringify(request), MAX_STATUS_BODY_BYTES, context);
     if (answer.statusCode < 200 || answer.statusCode >= 300) return answer;
 
@@ -103,6 +121,28 @@ export class RunblobClient {
 
   async close(): Promise<void> {
     await this.#pool.close();
+  }
+
+  /** Runs one request with its in-flight gauge, outcome counter and latency histogram. */
+  async #measured<T>(route: UpstreamRoute, request: () => Promise<T>, statusCode: (result: T) => number): Promise<T> {
+    const metrics = this.#metrics;
+    if (metrics === undefined) return request();
+
+    const started = performance.now();
+    const inFlight = metrics.upstreamInFlight.labels(route);
+    inFlight.inc();
+    let statusClass: UpstreamStatusClass = "invalid";
+    try {
+      const result = await request();
+      statusClass = upstreamClass(statusCode(result));
+      return result;
+    } catch (error) {
+      statusClass = error instanceof UpstreamError ? errorClass(error) : "invalid";
+      throw error;
+    } finally {
+      inFlight.dec();
+      metrics.observeUpstream(route, statusClass, (performance.now() - started) / 1000);
+    }
   }
 
   async #send(
@@ -129,6 +169,7 @@ export class RunblobClient {
     } catch (error) {
       throw transportError(error, method, path, this.#timeoutMs);
     }
+    this.health.recordResponse(response.statusCode);
 
     let text: string;
     try {
@@ -141,6 +182,26 @@ export class RunblobClient {
       "upstream request",
     );
     return { statusCode: response.statusCode, body: parseJsonBody(text, response.statusCode, method, path) };
+  }
+}
+
+const statusCodeOf = (answer: PassthroughResponse) => answer.statusCode;
+
+function upstreamClass(statusCode: number): UpstreamStatusClass {
+  const statusClass = statusClassOf(statusCode);
+  return statusClass === "1xx" ? "invalid" : statusClass;
+}
+
+function errorClass(error: UpstreamError): UpstreamStatusClass {
+  switch (error.kind) {
+    case "timeout":
+      return "timeout";
+    case "network":
+      return "network";
+    case "invalid_response":
+      return "invalid";
+    case "http":
+      return error.statusCode === null ? "invalid" : upstreamClass(error.statusCode);
   }
 }
 
