@@ -131,8 +131,13 @@ export class WebSocketConnection implements Sink {
     this.reader.current(generationId).then(
       (stored) => {
         if (!this.#subscriptions.has(generationId)) return;
+        // A version below after_version, with nothing sent since, means the store lost its history
+        // (a restart without Redis): start over so the client gets the current status, not silence.
+        if (stored.status.version < afterVersion && this.#subscriptions.get(generationId) === afterVersion) {
+          this.#subscriptions.set(generationId, 0);
+        }
         const final = isFinalStatus(stored.status.status);
-        if (final && stored.status.version <= afterVersion) {
+        if (final && stored.status.version === afterVersion) {
           // The client already holds the final status: nothing more will come.
           this.#forget(generationId);
           return;
