@@ -27,12 +27,20 @@ import { StatusReader } from "./watch/status-reader.js";
 import { FanoutHub } from "./push/fanout-hub.js";
 import { ConnectionRegistry } from "./push/connection-registry.js";
 import { buildHttpApp } from "./http/app.js";
+import { buildMetricsApp } from "./http/metrics-app.js";
+import { RelayMetrics } from "./metrics/relay-metrics.js";
+import { registerStateGauges } from "./metrics/state-gauges.js";
+import { RepeatLimiter } from "./logging/repeat-limiter.js";
 
 export interface Relay {
   app: FastifyInstance;
   /** Origin of the Runblob API in use: the built-in simulator's when no token is configured. */
   upstreamUrl: string;
   listen(): Promise<string>;
+  /** This instance's metrics; one registry per relay, so relays in one process never share series. */
+  metrics: RelayMetrics;
+  /** Origin of the separate metrics server once listening, when METRICS_PORT is set. */
+  readonly metricsUrl: string | undefined;
   /** Graceful stop: clients are told to reconnect, polls finish, connections close. */
   close(): Promise<void>;
 }
@@ -42,6 +50,8 @@ const SHUTDOWN_RETRY_MS = () => 1000 + Math.floor(Math.random() * 4000);
 
 export async function createRelay(config: Config, logger: Logger): Promise<Relay> {
   const closers: Array<() => Promise<unknown>> = [];
+  const metrics = new RelayMetrics();
+  const logLimiter = new RepeatLimiter(logger);
 
   let upstreamUrl = config.RUNBLOB_BASE_URL;
   let token = config.RUNBLOB_TOKEN;
@@ -68,10 +78,11 @@ export async function createRelay(config: Config, logger: Logger): Promise<Relay
     timeoutMs: config.UPSTREAM_TIMEOUT_MS,
     connections: config.UPSTREAM_CONNECTIONS,
     logger: logger.child({ component: "upstream" }),
+    metrics,
   });
   closers.push(() => client.close());
 
-  const { store, bus, lease, redis, onBusResync } = await createCoordination(config, logger, closers);
+  const { store, bus, lease, redis, redisSubscriber, onBusResync } = await createCoordination(config, logger, closers);
 
   const scheduler = new WatchScheduler({
     store,
@@ -85,7 +96,7 @@ export async function createRelay(config: Config, logger: Logger): Promise<Relay
     concurrency: config.POLL_CONCURRENCY,
   });
   const reader = new StatusReader({ store, client, bus, scheduler, logger, intervalMs: config.POLL_INTERVAL_MS });
-  const hub = new FanoutHub({ scheduler, logger: logger.child({ component: "hub" }) });
+  const hub = new FanoutHub({ scheduler, logger: logger.child({ component: "hub" }), metrics, logLimiter });
   bus.onEvent((event) => {
     scheduler.observe(event);
     hub.handle(event);
@@ -98,17 +109,35 @@ export async function createRelay(config: Config, logger: Logger): Promise<Relay
     logger,
   });
 
+  registerStateGauges(metrics.registry, {
+    scheduler,
+    hub,
+    connections: { websocket: connections.websockets, sse: connections.sseStreams },
+    redis: [
+      ...(redis === undefined ? [] : [{ role: "command", connection: redis }]),
+      ...(redisSubscriber === undefined ? [] : [{ role: "subscriber", connection: redisSubscriber }]),
+    ],
+    upstreamHealth: client.health,
+  });
+
   let shuttingDown = false;
   const app = await buildHttpApp(
-    { config, client, reader, scheduler, hub, connections, redis, isShuttingDown: () => shuttingDown },
+    { config, client, reader, scheduler, hub, connections, redis, isShuttingDown: () => shuttingDown, metrics, logLimiter },
     logger,
   );
+  const metricsApp = config.METRICS_PORT === undefined ? undefined : await buildMetricsApp(metrics, logger);
+  let metricsUrl: string | undefined;
 
   return {
     app,
     upstreamUrl,
+    metrics,
+    get metricsUrl() {
+      return metricsUrl;
+    },
     async listen() {
       const address = await app.listen({ host: config.HOST, port: config.PORT });
+      if (metricsApp !== undefined) metricsUrl = await metricsApp.listen({ host: config.HOST, port: config.METRICS_PORT });
       connections.start();
       return address;
     },
@@ -118,6 +147,8 @@ export async function createRelay(config: Config, logger: Logger): Promise<Relay
       connections.closeAll(SHUTDOWN_RETRY_MS());
       await scheduler.stop();
       await app.close();
+      await metricsApp?.close();
+      logLimiter.flush();
       for (const close of closers.reverse()) {
         try {
           await close();
@@ -134,6 +165,8 @@ interface Coordination {
   bus: ChangeBus;
   lease: PollLease;
   redis: RedisConnection | undefined;
+  /** The pub/sub connection, for the readiness gauge. */
+  redisSubscriber?: RedisConnection;
   /** Set when a bus reconnect may have missed messages; called with a re-read of every watched generation. */
   onBusResync?: (resync: () => void) => void;
 }
@@ -188,7 +221,7 @@ async function createCoordination(
     wasReady = true;
   });
   await Promise.race([bus.ready(), new Promise((resolve) => setTimeout(resolve, REDIS_START_TIMEOUT_MS))]);
-  return { store, bus, lease, redis: connections.command, onBusResync: (callback) => (resync = callback) };
+  return { store, bus, lease, redis: connections.command, redisSubscriber: connections.subscriber, onBusResync: (callback) => (resync = callback) };
 }
 
 const REDIS_START_TIMEOUT_MS = 5000;

@@ -83,6 +83,8 @@ export const envSchema = z.object({
   WS_PING_INTERVAL_MS: integer("WS_PING_INTERVAL_MS", 1000, 3_600_000).default(30_000),
   SSE_KEEPALIVE_MS: integer("SSE_KEEPALIVE_MS", 1000, 15_000).default(15_000),
   MAX_BUFFERED_BYTES: integer("MAX_BUFFERED_BYTES", 16_384, 1_073_741_824).default(1_048_576),
+  PUSH_CONFLATE_BYTES: z.preprocess(emptyAsUndefined, integer("PUSH_CONFLATE_BYTES", 1024, 1_073_741_824).optional()),
+  METRICS_PORT: z.preprocess(emptyAsUndefined, integer("METRICS_PORT", 0, 65535).optional()),
   SHUTDOWN_TIMEOUT_MS: integer("SHUTDOWN_TIMEOUT_MS", 0, 600_000).default(10_000),
 
   DEMO_ENABLED: boolean("DEMO_ENABLED").default(true),
@@ -98,7 +100,12 @@ export const envSchema = z.object({
 
 export type Env = z.infer<typeof envSchema>;
 
+/** PUSH_CONFLATE_BYTES when unset, or half of MAX_BUFFERED_BYTES when that is smaller. */
+const DEFAULT_CONFLATE_BYTES = 65_536;
+
 export interface Config extends Env {
+  /** Resolved from MAX_BUFFERED_BYTES when unset. */
+  PUSH_CONFLATE_BYTES: number;
   /** True when no token is configured and the relay runs its built-in simulator. */
   useSimulator: boolean;
   /** True when any Redis deployment (single node, Sentinel or Cluster) is configured. */
@@ -149,7 +156,21 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       "REDIS_URL, REDIS_SENTINELS and REDIS_CLUSTER_NODES: set only one of them (single node, Sentinel or Cluster)",
     ]);
   }
-  return { ...env, useSimulator: env.RUNBLOB_TOKEN === undefined, useRedis: redisChoices.length === 1 };
+  const conflateBytes = env.PUSH_CONFLATE_BYTES ?? Math.min(DEFAULT_CONFLATE_BYTES, Math.floor(env.MAX_BUFFERED_BYTES / 2));
+  if (conflateBytes >= env.MAX_BUFFERED_BYTES) {
+    throw new ConfigError([
+      `PUSH_CONFLATE_BYTES=${conflateBytes}: must be below MAX_BUFFERED_BYTES (${env.MAX_BUFFERED_BYTES}), or slow clients are dropped before their statuses are conflated`,
+    ]);
+  }
+  if (env.METRICS_PORT !== undefined && env.METRICS_PORT !== 0 && env.METRICS_PORT === env.PORT) {
+    throw new ConfigError([`METRICS_PORT=${env.METRICS_PORT}: must differ from PORT; leave it unset to serve /metrics on PORT`]);
+  }
+  return {
+    ...env,
+    PUSH_CONFLATE_BYTES: conflateBytes,
+    useSimulator: env.RUNBLOB_TOKEN === undefined,
+    useRedis: redisChoices.length === 1,
+  };
 }
 
 /** The configuration with secrets replaced, for the start-up log line. */

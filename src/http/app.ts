@@ -5,7 +5,10 @@ import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import websocket from "@fastify/websocket";
 import { serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
 import type { Logger } from "pino";
-import { errorHandler, notFoundHandler } from "./errors.js";
+import { createErrorHandler, notFoundHandler } from "./errors.js";
+import { instrumentHttp } from "./instrumentation.js";
+import { registerOpenApi } from "./openapi.js";
+import { metricsRoute } from "./routes/metrics.js";
 import type { RelayServices } from "./services.js";
 import { generateRoute } from "./routes/generate.js";
 import { generationsRoutes } from "./routes/generations.js";
@@ -35,11 +38,14 @@ export async function buildHttpApp(services: RelayServices, logger: Logger): Pro
 
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
-  app.setErrorHandler(errorHandler);
+  app.setErrorHandler(createErrorHandler(services.logLimiter));
   app.setNotFoundHandler(notFoundHandler);
   app.addHook("onRequest", async (request, reply) => {
     reply.header("x-request-id", request.id);
   });
+  instrumentHttp(app, services.metrics);
+  // Before the routes, so @fastify/swagger sees each of them.
+  await registerOpenApi(app);
 
   await app.register(websocket, {
     options: { maxPayload: services.config.WS_MAX_PAYLOAD_BYTES },
@@ -53,6 +59,7 @@ export async function buildHttpApp(services: RelayServices, logger: Logger): Pro
   await app.register(eventsRoute, options);
   await app.register(websocketRoute, options);
   await app.register(healthRoutes, options);
+  if (services.config.METRICS_PORT === undefined) await app.register(metricsRoute, { metrics: services.metrics });
   if (services.config.DEMO_ENABLED) await app.register(demoRoute);
   await app.register(browserClientRoutes, options);
 

@@ -6,6 +6,8 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
 import { UpstreamError } from "../upstream/errors.js";
+import type { RepeatLimiter } from "../logging/repeat-limiter.js";
+import type { RejectionReason } from "../metrics/relay-metrics.js";
 import type { ValidationIssue } from "../wire/upstream.js";
 
 const LOCATION_BY_CONTEXT: Record<string, string> = {
@@ -36,8 +38,27 @@ function issueType(code: string, params: Record<string, unknown>): string {
   }
 }
 
-export function validationDetail(error: FastifyError): ValidationIssue[] {
+/** The request part a validation context names, to tell a missing field from a mistyped one. */
+function validatedPart(request: FastifyRequest | undefined, context: string | undefined): unknown {
+  if (request === undefined) return undefined;
+  if (context === "querystring") return request.query;
+  if (context === "params") return request.params;
+  if (context === "headers") return request.headers;
+  return request.body;
+}
+
+function valueAt(root: unknown, path: string[]): unknown {
+  let value = root;
+  for (const key of path) {
+    if (typeof value !== "object" || value === null) return undefined;
+    value = (value as Record<string, unknown>)[key];
+  }
+  return value;
+}
+
+export function validationDetail(error: FastifyError, request?: FastifyRequest): ValidationIssue[] {
   const location = LOCATION_BY_CONTEXT[error.validationContext ?? "body"] ?? "body";
+  const part = validatedPart(request, error.validationContext);
   if (!hasZodFastifySchemaValidationErrors(error)) {
     return [{ type: "value_error", loc: [location], msg: error.message }];
   }
@@ -52,11 +73,48 @@ export function validationDetail(error: FastifyError): ValidationIssue[] {
         msg: `unknown field ${JSON.stringify(key)}: remove it`,
       }));
     }
-    return [{ type: issueType(issue.keyword, params), loc: [location, ...path], msg: issue.message ?? "invalid value" }];
+    // zod leaves the input out of its issues, so presence is read from the request itself.
+    const present = valueAt(part, path) !== undefined;
+    return [{ type: issueType(issue.keyword, { ...params, input: present ? true : undefined }), loc: [location, ...path], msg: issue.message ?? "invalid value" }];
   });
 }
 
+/** Why each request was rejected, keyed by its response and read by the metrics hook once the response is sent. */
+const rejections = new WeakMap<object, RejectionReason>();
+
+/** Marks a request as rejected, for relay_rejected_requests_total. */
+export function markRejected(reply: FastifyReply, reason: RejectionReason): void {
+  rejections.set(reply.raw, reason);
+}
+
+export function rejectionOf(reply: FastifyReply): RejectionReason | undefined {
+  return rejections.get(reply.raw);
+}
+
+/** Maps the status code of an error response to its rejection reason, or undefined for the relay's own failures (500). */
+export function rejectionForStatus(statusCode: number): RejectionReason | undefined {
+  switch (statusCode) {
+    case 400:
+    case 415:
+    case 422:
+    case 426:
+      return "validation";
+    case 404:
+      return "not_found";
+    case 413:
+      return "body_too_large";
+    case 429:
+      return "rate_limited";
+    case 500:
+      return undefined;
+    default:
+      return statusCode >= 400 ? "upstream" : undefined;
+  }
+}
+
 export function sendDetail(reply: FastifyReply, statusCode: number, detail: string | ValidationIssue[]): FastifyReply {
+  const reason = rejectionForStatus(statusCode);
+  if (reason !== undefined) markRejected(reply, reason);
   return reply.code(statusCode).type("application/json; charset=utf-8").send({ detail });
 }
 
@@ -81,12 +139,35 @@ export function sendUpstreamError(reply: FastifyReply, error: UpstreamError): Fa
   return sendDetail(reply, 502, `Runblob failed with HTTP ${status}; try again shortly`);
 }
 
-export function errorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  if (error.validation !== undefined) return sendDetail(reply, 422, validationDetail(error));
-  if (error instanceof UpstreamError) {
-    request.log.warn({ err: error }, "upstream request failed");
-    return sendUpstreamError(reply, error);
+/**
+ * Logs an upstream failure that reached a client, once per request (the
+ * request logger adds its request_id). Outages repeat the same line for every
+ * request, so lines are rate-limited per route and kind of failure. Runblob's
+ * ordinary 4xx answers (an unknown generation, say) are the client's
+ * business and logged at debug only.
+ */
+export function logUpstreamFailure(limiter: RepeatLimiter, request: FastifyRequest, error: UpstreamError, message: string): void {
+  const rejectedToken = error.statusCode === 401 || error.statusCode === 403;
+  if (error.isClientError && !rejectedToken) {
+    request.log.debug({ err: error }, message);
+    return;
   }
+  const route = request.routeOptions.url ?? "unmatched";
+  limiter.log(request.log, "warn", `upstream:${route}:${error.kind}:${error.statusCode ?? ""}`, { err: error }, message);
+}
+
+export function createErrorHandler(limiter: RepeatLimiter) {
+  return function errorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+    if (error instanceof UpstreamError) {
+      logUpstreamFailure(limiter, request, error, "upstream request failed");
+      return sendUpstreamError(reply, error);
+    }
+    return handleRequestError(error, request, reply);
+  };
+}
+
+function handleRequestError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (error.validation !== undefined) return sendDetail(reply, 422, validationDetail(error, request));
 
   switch (error.code) {
     case "FST_ERR_CTP_INVALID_JSON_BODY":

@@ -6,6 +6,8 @@ import type { StatusReader } from "../watch/status-reader.js";
 import type { WatchScheduler } from "../watch/watch-scheduler.js";
 import type { FanoutHub } from "../push/fanout-hub.js";
 import type { ConnectionRegistry } from "../push/connection-registry.js";
+import type { RelayMetrics } from "../metrics/relay-metrics.js";
+import type { RepeatLimiter } from "../logging/repeat-limiter.js";
 
 export interface RelayServices {
   config: Config;
@@ -18,4 +20,8 @@ export interface RelayServices {
   redis: Redis | undefined;
   /** True once shutdown began: readiness fails so load balancers stop sending traffic. */
   isShuttingDown(): boolean;
+  /** This relay's metrics registry and instruments. */
+  metrics: RelayMetrics;
+  /** Rate limit for error lines that repeat once per request or subscriber during an outage. */
+  logLimiter: RepeatLimiter;
 }

@@ -8,6 +8,16 @@ import type { WatchEvent } from "../bus/change-bus.js";
 import type { WatchScheduler } from "../watch/watch-scheduler.js";
 import { isFinalStatus } from "../wire/upstream.js";
 import { EncodedStatus } from "./frames.js";
+import type { RelayMetrics } from "../metrics/relay-metrics.js";
+import type { RepeatLimiter } from "../logging/repeat-limiter.js";
+
+export interface FanoutHubOptions {
+  scheduler: Pick<WatchScheduler, "addSubscriber" | "removeSubscriber">;
+  logger: Logger;
+  /** Receives one push latency sample per change delivered to local subscribers. */
+  metrics?: Pick<RelayMetrics, "pushLatency">;
+  logLimiter?: RepeatLimiter;
+}
 
 /** A subscriber of one or more generations (an SSE stream, or a WebSocket connection). */
 export interface Sink {
@@ -23,10 +33,14 @@ export class FanoutHub {
   readonly #delivered = new Map<string, number>();
   readonly #scheduler: Pick<WatchScheduler, "addSubscriber" | "removeSubscriber">;
   readonly #logger: Logger;
+  readonly #metrics: FanoutHubOptions["metrics"];
+  readonly #logLimiter: RepeatLimiter | undefined;
 
-  constructor(options: { scheduler: Pick<WatchScheduler, "addSubscriber" | "removeSubscriber">; logger: Logger }) {
+  constructor(options: FanoutHubOptions) {
     this.#scheduler = options.scheduler;
     this.#logger = options.logger;
+    this.#metrics = options.metrics;
+    this.#logLimiter = options.logLimiter;
   }
 
   /** Number of generations with at least one local subscriber. */
@@ -88,9 +102,22 @@ export class FanoutHub {
       try {
         deliver(sink);
       } catch (error) {
-        this.#logger.error({ generation_id: generationId, err: error }, "delivery to a subscriber failed");
+        this.#logDeliveryFailure(generationId, error);
       }
     }
+
+    // Once per change, after the writes (sinks write synchronously or hold the message for a congested socket).
+    // NOTE: observedAtMs comes from the clock of the instance that polled, so clock skew between instances adds to this.
+    if (event.kind === "status" && this.#metrics !== undefined) {
+      this.#metrics.pushLatency.observe(Math.max(0, Date.now() - event.change.observedAtMs) / 1000);
+    }
+  }
+
+  #logDeliveryFailure(generationId: string, error: unknown): void {
+    const fields = { generation_id: generationId, err: error };
+    const message = "delivery to a subscriber failed";
+    if (this.#logLimiter === undefined) this.#logger.error(fields, message);
+    else this.#logLimiter.log(this.#logger, "error", `hub-delivery:${(error as Error)?.name ?? "unknown"}`, fields, message);
   }
 
   #detach(generationId: string, sinks: Set<Sink>): void {

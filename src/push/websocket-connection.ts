@@ -5,7 +5,13 @@
  * Per generation the connection remembers the last version it sent and drops
  * anything not newer, so a subscriber sees each version at most once and in
  * increasing order even when a snapshot read races a published change.
+ *
+ * Slow clients: while the socket holds more than `conflateBytes` unsent
+ * bytes, messages for a generation are held in a PendingMessages map that
+ * keeps only the latest status per generation, and written when the socket
+ * drains. Past `maxBufferedBytes` the connection is dropped.
  */
+import type { Writable } from "node:stream";
 import type { WebSocket } from "ws";
 import type { FastifyBaseLogger as Logger } from "fastify";
 import type { FanoutHub, Sink } from "./fanout-hub.js";
@@ -15,12 +21,36 @@ import { UpstreamError } from "../upstream/errors.js";
 import { clientMessageSchema } from "../wire/relay.js";
 import type { ErrorCode } from "../wire/relay.js";
 import { isFinalStatus } from "../wire/upstream.js";
+import type { PushMessageType, RejectionReason, TransportMetrics } from "../metrics/relay-metrics.js";
+import type { PushConnectionStats } from "../metrics/state-gauges.js";
+import type { RepeatLimiter } from "../logging/repeat-limiter.js";
+import { PendingMessages } from "./pending-messages.js";
 
 export interface WebSocketLimits {
   maxSubscriptions: number;
   maxMessagesPerSecond: number;
+  /** Unsent bytes above which the connection is dropped. */
   maxBufferedBytes: number;
+  /** Unsent bytes above which statuses are held and conflated instead of written. */
+  conflateBytes: number;
 }
+
+export interface WebSocketContext {
+  /** The TCP socket under the WebSocket: its `drain` event releases held messages. */
+  rawSocket: Pick<Writable, "writableNeedDrain" | "on" | "off">;
+  metrics: TransportMetrics;
+  logLimiter: RepeatLimiter;
+}
+
+/** The rejection counted for each error code sent in response to a client message. */
+const REJECTION_BY_CODE: Partial<Record<ErrorCode, RejectionReason>> = {
+  invalid_message: "validation",
+  invalid_generation_id: "validation",
+  not_found: "not_found",
+  upstream_error: "upstream",
+  too_many_subscriptions: "too_many_subscriptions",
+  rate_limited: "rate_limited",
+};
 
 /** Close codes (RFC 6455, section 7.4.1). */
 export const CLOSE_POLICY_VIOLATION = 1008;
@@ -28,9 +58,11 @@ export const CLOSE_GOING_AWAY = 1001;
 export const CLOSE_SERVICE_RESTART = 1012;
 export const CLOSE_TRY_AGAIN_LATER = 1013;
 
-export class WebSocketConnection implements Sink {
-  /** Last version sent per subscribed generation (0 when none yet). */
+export class WebSocketConnection implements Sink, PushConnectionStats {
+  /** Last version sent or held per subscribed generation (0 when none yet). */
   readonly #subscriptions = new Map<string, number>();
+  readonly #pending = new PendingMessages();
+  readonly #onDrain = () => this.#flush();
   #windowStartedAt = 0;
   #messagesInWindow = 0;
   #closed = false;
@@ -43,16 +75,28 @@ export class WebSocketConnection implements Sink {
     private readonly reader: StatusReader,
     private readonly limits: WebSocketLimits,
     private readonly logger: Logger,
-  ) {}
+    private readonly context: WebSocketContext,
+  ) {
+    context.rawSocket.on("drain", this.#onDrain);
+  }
 
   get subscriptionCount(): number {
     return this.#subscriptions.size;
+  }
+
+  get pendingMessages(): number {
+    return this.#pending.size;
+  }
+
+  get bufferedBytes(): number {
+    return this.socket.bufferedAmount;
   }
 
   handleMessage(data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
     if (this.#closed) return;
     if (!this.#withinRateLimit()) {
       this.logger.warn({ limit: this.limits.maxMessagesPerSecond }, "websocket closed: message rate limit exceeded");
+      this.context.metrics.rejected("rate_limited");
       this.socket.close(CLOSE_POLICY_VIOLATION, "message rate limit exceeded");
       return;
     }
@@ -92,23 +136,41 @@ export class WebSocketConnection implements Sink {
 
     if (final) this.#forget(generationId);
     else this.#subscriptions.set(generationId, status.version);
-    this.#send(status.wsFrame);
+
+    if (!this.#mustHold()) {
+      this.#write("status", status.wsFrame);
+      return;
+    }
+    const replaced = this.#pending.holdStatus(generationId, status.wsFrame);
+    if (replaced > 0) this.context.metrics.conflated.inc(replaced);
   }
 
   deliverTimeout(generationId: string): void {
     if (!this.#forget(generationId)) return;
-    this.#send(wsTimeoutFrame(generationId));
+    this.#deliverEnd(generationId, { type: "timeout", frame: wsTimeoutFrame(generationId) });
   }
 
   deliverError(generationId: string, code: "not_found" | "upstream_error", message: string): void {
     if (!this.#subscriptions.has(generationId)) return;
-    if (code === "not_found") this.#forget(generationId);
-    this.#send(wsErrorFrame(code, message, generationId));
+    const pending = { type: "error" as const, frame: wsErrorFrame(code, message, generationId) };
+    if (code === "not_found") {
+      this.#forget(generationId);
+      this.#deliverEnd(generationId, pending);
+      return;
+    }
+    if (!this.#mustHold()) {
+      this.#write(pending.type, pending.frame);
+      return;
+    }
+    const replaced = this.#pending.holdError(generationId, pending);
+    if (replaced > 0) this.context.metrics.conflated.inc(replaced);
   }
 
-  /** Releases every subscription; called once when the socket closes. */
+  /** Releases every subscription and held message; called once when the socket closes. */
   dispose(): void {
     this.#closed = true;
+    this.context.rawSocket.off("drain", this.#onDrain);
+    this.#pending.clear();
     for (const generationId of this.#subscriptions.keys()) this.hub.remove(generationId, this);
     this.#subscriptions.clear();
   }
@@ -156,7 +218,14 @@ export class WebSocketConnection implements Sink {
       return;
     }
     // The subscription stays: the scheduler keeps polling and pushes the status once Runblob answers.
-    this.logger.warn({ generation_id: generationId, err: error }, "could not read the status for a new subscriber");
+    const kind = error instanceof UpstreamError ? `${error.kind}:${error.statusCode ?? ""}` : "internal";
+    this.context.logLimiter.log(
+      this.logger,
+      "warn",
+      `websocket-subscribe-read:${kind}`,
+      { generation_id: generationId, err: error },
+      "could not read the status for a new subscriber",
+    );
     this.#sendError("upstream_error", "could not read the status from Runblob; the relay keeps trying", generationId);
   }
 
@@ -180,8 +249,36 @@ export class WebSocketConnection implements Sink {
     return this.#messagesInWindow <= this.limits.maxMessagesPerSecond;
   }
 
+  /** Responds to a client message with an error, written at once and never held. */
   #sendError(code: ErrorCode, message: string, generationId?: string): void {
-    this.#send(wsErrorFrame(code, message, generationId));
+    const reason = REJECTION_BY_CODE[code];
+    if (reason !== undefined) this.context.metrics.rejected(reason);
+    this.#write("error", wsErrorFrame(code, message, generationId));
+  }
+
+  /** Writes or holds the last message of a subscription, after anything already held for it. */
+  #deliverEnd(generationId: string, message: { type: PushMessageType; frame: string }): void {
+    if (this.#mustHold()) this.#pending.holdEnd(generationId, message);
+    else this.#write(message.type, message.frame);
+  }
+
+  /**
+   * True while messages must be held, because something is held already (so
+   * order is kept) or the socket is over the conflation mark. The test
+   * includes the socket's own `writableNeedDrain`, so a held message always
+   * has a `drain` event coming to release it.
+   */
+  #mustHold(): boolean {
+    if (!this.#pending.isEmpty) return true;
+    return this.context.rawSocket.writableNeedDrain && this.socket.bufferedAmount > this.limits.conflateBytes;
+  }
+
+  /** Writes held messages, oldest generation first, until the socket is congested again or nothing is held. */
+  #flush(): void {
+    while (!this.#closed && !this.#pending.isEmpty) {
+      if (this.context.rawSocket.writableNeedDrain && this.socket.bufferedAmount > this.limits.conflateBytes) return;
+      for (const message of this.#pending.shift()) this.#write(message.type, message.frame);
+    }
   }
 
   /**
@@ -189,14 +286,26 @@ export class WebSocketConnection implements Sink {
    * reading and its unsent data passed the limit, so one slow browser cannot
    * grow the relay's memory.
    */
-  #send(frame: Buffer | string): void {
+  #write(type: PushMessageType, frame: Buffer | string): void {
     if (this.#closed || this.socket.readyState !== this.socket.OPEN) return;
     if (this.socket.bufferedAmount > this.limits.maxBufferedBytes) {
-      this.logger.warn({ buffered_bytes: this.socket.bufferedAmount }, "websocket closed: client is not reading");
+      this.context.logLimiter.log(
+        this.logger,
+        "warn",
+        "websocket-slow-consumer",
+        { buffered_bytes: this.socket.bufferedAmount, limit: this.limits.maxBufferedBytes },
+        "websocket closed: client is not reading",
+      );
       this.#closed = true;
+      const { metrics } = this.context;
+      metrics.slowConsumerDisconnects.inc();
+      metrics.dropped.inc(1 + this.#pending.clear());
       this.socket.terminate();
       return;
     }
     this.socket.send(frame, { binary: false });
+    const { metrics } = this.context;
+    metrics.messages[type].inc();
+    metrics.bytes.inc(typeof frame === "string" ? Buffer.byteLength(frame) : frame.length);
   }
 }

@@ -8,6 +8,7 @@ import { generationParamsSchema, lastEventIdSchema } from "../../wire/relay.js";
 import { isFinalStatus } from "../../wire/upstream.js";
 import { EncodedStatus } from "../../push/frames.js";
 import { SseStream } from "../../push/sse-stream.js";
+import { errorResponses, sendUnchecked } from "../openapi.js";
 import type { RelayServices } from "../services.js";
 
 /** Reconnect delay suggested to browsers with the SSE `retry:` field. */
@@ -18,7 +19,19 @@ const eventsHeadersSchema = z.looseObject({ "last-event-id": lastEventIdSchema.o
 export const eventsRoute: FastifyPluginAsyncZod<{ services: RelayServices }> = async (app, { services }) => {
   app.get(
     "/v1/sora/generations/:id/events",
-    { schema: { params: generationParamsSchema, headers: eventsHeadersSchema } },
+    {
+      schema: {
+        tags: ["push"],
+        summary: "Status changes of one generation as Server-Sent Events",
+        description:
+          "A text/event-stream of `status` events (id: the version, data: the status object), then `timeout` or `error` " +
+          "events; the current status comes first. A reconnect with Last-Event-ID gets only newer versions, and 204 when " +
+          "the generation is already final at that version. Event formats: docs/asyncapi.yaml.",
+        params: generationParamsSchema,
+        headers: eventsHeadersSchema,
+        response: { 404: errorResponses[404], 422: errorResponses[422], 502: errorResponses[502], 503: errorResponses[503], 504: errorResponses[504] },
+      },
+    },
     async (request, reply) => {
       const generationId = request.params.id;
       const lastEventId = request.headers["last-event-id"] ?? 0;
@@ -27,8 +40,9 @@ export const eventsRoute: FastifyPluginAsyncZod<{ services: RelayServices }> = a
         reply.raw,
         services.hub,
         lastEventId,
-        services.config.MAX_BUFFERED_BYTES,
+        { maxBufferedBytes: services.config.MAX_BUFFERED_BYTES, conflateBytes: services.config.PUSH_CONFLATE_BYTES },
         request.log,
+        { metrics: services.metrics.transport("sse"), logLimiter: services.logLimiter },
       );
 
       // Subscribe before reading, so a change published during the read is held, not lost.
@@ -44,7 +58,7 @@ export const eventsRoute: FastifyPluginAsyncZod<{ services: RelayServices }> = a
       // 204 tells EventSource to stop reconnecting: the client already has the final status.
       if (isFinalStatus(stored.status.status) && stored.status.version <= lastEventId) {
         stream.close();
-        return reply.code(204).send();
+        return sendUnchecked(reply, 204);
       }
 
       reply.hijack();

@@ -1,8 +1,10 @@
 /** POST /v1/sora/generate: validated here, then forwarded once with the relay's token. */
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { BOTH_IMAGES_DETAIL, generateRequestSchema, hasBothImageInputs } from "../../wire/generate.js";
+import { errorBodySchema, generateResponseSchema } from "../../wire/upstream.js";
 import { UpstreamError } from "../../upstream/errors.js";
-import { sendDetail, sendUpstreamError } from "../errors.js";
+import { markRejected, sendDetail, sendUpstreamError } from "../errors.js";
+import { errorResponses, passthroughSerializer, sendUnchecked } from "../openapi.js";
 import type { RelayServices } from "../services.js";
 
 /** A 10 MB image is about 13.4 MB as base64; the rest of the body is small. */
@@ -13,7 +15,23 @@ export const generateRoute: FastifyPluginAsyncZod<{ services: RelayServices }> =
     "/v1/sora/generate",
     {
       bodyLimit: GENERATE_BODY_LIMIT,
-      schema: { body: generateRequestSchema },
+      schema: {
+        tags: ["generations"],
+        summary: "Start a generation",
+        description:
+          "Validated with Runblob's rules, then forwarded once with the relay's token; Runblob's status and body are passed " +
+          "through. Never retried: a 502 means the generation may have been created (and charged), so check the list first.",
+        body: generateRequestSchema,
+        response: {
+          201: generateResponseSchema,
+          400: errorBodySchema.describe("Both image_url and image_base64 were sent"),
+          413: errorBodySchema.describe("Body larger than 14 MiB"),
+          422: errorResponses[422],
+          502: errorResponses[502],
+          503: errorResponses[503],
+        },
+      },
+      serializerCompiler: passthroughSerializer,
       // Runblob answers 400, not 422, when both image inputs are present; checked before field validation, as upstream.
       preValidation: async (request, reply) => {
         if (hasBothImageInputs(request.body)) return sendDetail(reply, 400, BOTH_IMAGES_DETAIL);
@@ -25,7 +43,13 @@ export const generateRoute: FastifyPluginAsyncZod<{ services: RelayServices }> =
         answer = await services.client.generate(request.body, { requestId: request.id });
       } catch (error) {
         if (!(error instanceof UpstreamError)) throw error;
-        request.log.error({ err: error }, "generate request failed upstream");
+        services.logLimiter.log(
+          request.log,
+          "error",
+          `generate:${error.kind}:${error.statusCode ?? ""}`,
+          { err: error },
+          "generate request failed upstream",
+        );
         if (error.kind === "timeout" || error.kind === "network" || error.kind === "invalid_response") {
           // Never retried: the generation may exist and cost money already.
           return sendDetail(
@@ -45,7 +69,8 @@ export const generateRoute: FastifyPluginAsyncZod<{ services: RelayServices }> =
         services.scheduler.watchCreated(answer.created.generation_id);
         request.log.info({ generation_id: answer.created.generation_id }, "generation created");
       }
-      return reply.code(answer.statusCode).send(answer.body);
+      if (answer.statusCode >= 400) markRejected(reply, "upstream");
+      return sendUnchecked(reply, answer.statusCode, answer.body);
     },
   );
 };

@@ -10,6 +10,13 @@ export const websocketRoute: FastifyPluginAsync<{ services: RelayServices }> = a
   app.route({
     method: "GET",
     url: "/v1/sora/ws",
+    schema: {
+      tags: ["push"],
+      summary: "WebSocket endpoint for status changes of many generations",
+      description:
+        "Upgrade to a WebSocket and send JSON text frames: subscribe and unsubscribe; the relay sends status, timeout and " +
+        "error messages. Message formats: docs/asyncapi.yaml. A plain HTTP request gets 426.",
+    },
     handler: async (_request, reply) =>
       sendDetail(reply, 426, "this endpoint speaks WebSocket only: connect with a WebSocket client (Upgrade: websocket)"),
     wsHandler: (socket, request) => {
@@ -21,8 +28,11 @@ export const websocketRoute: FastifyPluginAsync<{ services: RelayServices }> = a
           maxSubscriptions: config.WS_MAX_SUBSCRIPTIONS,
           maxMessagesPerSecond: config.WS_MAX_MESSAGES_PER_SECOND,
           maxBufferedBytes: config.MAX_BUFFERED_BYTES,
+          conflateBytes: config.PUSH_CONFLATE_BYTES,
         },
         request.log,
+        // request.raw.socket is the TCP socket the upgrade took over; ws writes every frame to it.
+        { rawSocket: request.raw.socket, metrics: services.metrics.transport("websocket"), logLimiter: services.logLimiter },
       );
       services.connections.addWebSocket(connection);
 
