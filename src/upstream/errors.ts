@@ -20,10 +20,14 @@ export class UpstreamError extends Error {
     readonly statusCode: number | null = null,
     /** Runblob's `detail` (a string, or the 422 issue array) when the error body had one. */
     readonly detail: unknown = undefined,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; retryAfterMs?: number },
   ) {
     super(message, options);
+    this.retryAfterMs = options?.retryAfterMs;
   }
+
+  /** How long Runblob asked the client to wait (its Retry-After header), when it did. */
+  readonly retryAfterMs: number | undefined;
 
   /** True for answers that say the request itself was wrong (4xx), as opposed to an outage. */
   get isClientError(): boolean {
