@@ -15,7 +15,18 @@ export type WatchEvent =
   | { kind: "status"; change: StatusChange }
   | { kind: "timeout"; generationId: string }
   | { kind: "not_found"; generationId: string }
-  | { kind: "upstream_error"; generationId: string; message: string };
+  | { kind: "upstream_error"; generationId: string; message: string }
+  /** Runblob may have a newer status (a webhook said so): the instance that holds the lease polls at once. */
+  | { kind: "poll_hint"; generationId: string }
+  /** An instance's circuit breaker opened ("degraded") or closed ("ok"); told to every subscriber. */
+  | { kind: "upstream"; state: "degraded" | "ok" };
+
+/** The generation an event is about, or undefined for events about Runblob as a whole. */
+export function generationIdOf(event: WatchEvent): string | undefined {
+  if (event.kind === "status") return event.change.generationId;
+  if (event.kind === "upstream") return undefined;
+  return event.generationId;
+}
 
 export interface ChangeBus {
   publish(event: WatchEvent): Promise<void>;

@@ -19,6 +19,7 @@ import type { RedisConnection as Redis } from "../cluster/redis-connection.js";
 import { pino, type Logger } from "pino";
 import { z } from "zod";
 import { relayStatusSchema, type RelayStatus } from "../wire/relay.js";
+import { generationIdOf } from "./change-bus.js";
 import type { ChangeBus, WatchEvent } from "./change-bus.js";
 
 export interface RedisChangeBusOptions {
@@ -45,6 +46,8 @@ const busMessageSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("timeout"), generationId: z.string().min(1) }),
   z.object({ kind: z.literal("not_found"), generationId: z.string().min(1) }),
   z.object({ kind: z.literal("upstream_error"), generationId: z.string().min(1), message: z.string() }),
+  z.object({ kind: z.literal("poll_hint"), generationId: z.string().min(1) }),
+  z.object({ kind: z.literal("upstream"), state: z.enum(["degraded", "ok"]) }),
 ]);
 type BusMessage = z.infer<typeof busMessageSchema>;
 
@@ -237,8 +240,4 @@ function toBusMessage(event: WatchEvent): BusMessage {
     return { kind: "status", generationId, observedAtMs, json };
   }
   return event;
-}
-
-function generationIdOf(event: WatchEvent): string {
-  return event.kind === "status" ? event.change.generationId : event.generationId;
 }

@@ -39,6 +39,8 @@ export async function buildHttpApp(services: RelayServices, logger: Logger): Pro
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(createErrorHandler(services.logLimiter));
+  // Every body the relay accepts is JSON; text/plain would otherwise reach validation as a string.
+  app.removeContentTypeParser("text/plain");
   app.setNotFoundHandler(notFoundHandler);
   app.addHook("onRequest", async (request, reply) => {
     reply.header("x-request-id", request.id);

@@ -25,6 +25,8 @@ export interface Sink {
   deliverStatus(generationId: string, status: EncodedStatus): void;
   deliverTimeout(generationId: string): void;
   deliverError(generationId: string, code: "not_found" | "upstream_error", message: string): void;
+  /** Optional: Runblob became degraded or recovered (`upstream` message or SSE event). */
+  deliverUpstream?(state: "degraded" | "ok"): void;
 }
 
 export class FanoutHub {
@@ -77,6 +79,11 @@ export class FanoutHub {
 
   /** Delivers one event to every local subscriber of its generation. */
   handle(event: WatchEvent): void {
+    if (event.kind === "poll_hint") return;
+    if (event.kind === "upstream") {
+      this.#broadcastUpstream(event.state);
+      return;
+    }
     const generationId = event.kind === "status" ? event.change.generationId : event.generationId;
     const sinks = this.#sinks.get(generationId);
     if (sinks === undefined) return;
@@ -120,6 +127,22 @@ export class FanoutHub {
     else this.#logLimiter.log(this.#logger, "error", `hub-delivery:${(error as Error)?.name ?? "unknown"}`, fields, message);
   }
 
+  /** Tells every local subscriber, once per connection, whether Runblob is degraded; statuses stay as they were. */
+  #broadcastUpstream(state: "degraded" | "ok"): void {
+    const told = new Set<Sink>();
+    for (const sinks of this.#sinks.values()) {
+      for (const sink of sinks) {
+        if (told.has(sink)) continue;
+        told.add(sink);
+        try {
+          sink.deliverUpstream?.(state);
+        } catch (error) {
+          this.#logger.error({ err: error }, "delivery of an upstream state to a subscriber failed");
+        }
+      }
+    }
+  }
+
   #detach(generationId: string, sinks: Set<Sink>): void {
     this.#sinks.delete(generationId);
     this.#delivered.delete(generationId);
@@ -140,5 +163,8 @@ function deliveryFor(event: WatchEvent, generationId: string): (sink: Sink) => v
       return (sink) => sink.deliverError(generationId, "not_found", "generation not found");
     case "upstream_error":
       return (sink) => sink.deliverError(generationId, "upstream_error", event.message);
+    case "poll_hint":
+    case "upstream":
+      return () => {};
   }
 }

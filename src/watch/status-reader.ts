@@ -9,6 +9,7 @@ import type { ChangeBus } from "../bus/change-bus.js";
 import type { StatusStore, StoredStatus } from "../store/status-store.js";
 import type { RequestContext, RunblobClient } from "../upstream/runblob-client.js";
 import { isFinalStatus } from "../wire/upstream.js";
+import { UpstreamError } from "../upstream/errors.js";
 import type { WatchScheduler } from "./watch-scheduler.js";
 
 export interface StatusReaderOptions {
@@ -69,7 +70,14 @@ export class StatusReader {
 
   async #fetch(generationId: string, expectedVersion: number, context: RequestContext): Promise<StoredStatus> {
     const { store, client, bus, scheduler, logger } = this.#options;
-    const upstream = await client.getStatus(generationId, context);
+    let upstream;
+    try {
+      upstream = await client.getStatus(generationId, context);
+    } catch (error) {
+      // An unknown id ends the watch its first subscriber started, so it is not polled again.
+      if (error instanceof UpstreamError && error.statusCode === 404) scheduler.forget(generationId);
+      throw error;
+    }
     const observedAt = new Date(this.#now());
     let result;
     try {

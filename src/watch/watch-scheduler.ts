@@ -17,11 +17,13 @@
  */
 import TinyQueue from "tinyqueue";
 import type { Logger } from "pino";
+import { generationIdOf } from "../bus/change-bus.js";
 import type { ChangeBus, WatchEvent } from "../bus/change-bus.js";
 import type { StatusStore, StoredStatus } from "../store/status-store.js";
 import { fingerprint, serializeRelayStatus } from "../store/fingerprint.js";
 import type { RunblobClient } from "../upstream/runblob-client.js";
 import { UpstreamError } from "../upstream/errors.js";
+import { UpstreamDeferredError } from "../upstream/upstream-gateway.js";
 import { isFinalStatus } from "../wire/upstream.js";
 import type { UpstreamStatus } from "../wire/upstream.js";
 import type { RelayStatus } from "../wire/relay.js";
@@ -29,7 +31,8 @@ import type { PollLease } from "./poll-lease.js";
 
 export interface WatchSchedulerOptions {
   store: StatusStore;
-  client: Pick<RunblobClient, "getStatus">;
+  /** Polls are sent with priority "poll", so the request budget serves client calls first. */
+  client: { getStatus(generationId: string, context?: { priority?: "client" | "poll"; requestId?: string }): Promise<UpstreamStatus> };
   bus: ChangeBus;
   lease: PollLease;
   logger: Logger;
@@ -71,6 +74,8 @@ export class WatchScheduler {
   #inFlight = 0;
   #stopped = false;
   #storeFailing = false;
+  /** No poll starts before this time (ms since epoch): set while the breaker is open or the budget is spent. */
+  #pausedUntil = 0;
   readonly #idle = new Set<() => void>();
 
   constructor(options: WatchSchedulerOptions) {
@@ -146,10 +151,20 @@ export class WatchScheduler {
    * moment this instance takes the lease over.
    */
   observe(event: WatchEvent): void {
-    if (event.kind === "upstream_error") return;
+    if (event.kind === "upstream_error" || event.kind === "upstream") return;
     const generationId = event.kind === "status" ? event.change.generationId : event.generationId;
     const entry = this.#entries.get(generationId);
     if (entry === undefined) return;
+
+    if (event.kind === "poll_hint") {
+      // Only the lease holder's poll reaches Runblob; on the others the claim fails and nothing is sent.
+      // Hints right after a poll are ignored, so replayed webhooks cannot multiply polls.
+      const sinceLastPoll = this.#now() - entry.lastPolledAt;
+      if (!entry.polling && sinceLastPoll >= Math.min(1000, this.#options.intervalMs / 2)) {
+        this.#schedule(entry, Math.min(entry.dueAt, this.#now()));
+      }
+      return;
+    }
 
     if (event.kind === "status") {
       this.#learn(entry, event.change);
@@ -157,6 +172,12 @@ export class WatchScheduler {
       return;
     }
     this.#drop(entry);
+  }
+
+  /** Ends a watch at once, for a generation Runblob does not know. */
+  forget(generationId: string): void {
+    const entry = this.#entries.get(generationId);
+    if (entry !== undefined) this.#finish(entry);
   }
 
   /** Every generation this instance watches, for a re-read after the bus missed messages. */
@@ -214,17 +235,31 @@ export class WatchScheduler {
     if (this.#stopped) return;
     const next = this.#due.peek();
     if (next === undefined) return;
-    if (this.#timer !== undefined && this.#timerAt <= next.dueAt) return;
+    const at = Math.max(next.dueAt, this.#pausedUntil);
+    if (this.#timer !== undefined && this.#timerAt <= at) return;
 
     clearTimeout(this.#timer);
-    this.#timerAt = next.dueAt;
-    this.#timer = setTimeout(() => this.#tick(), Math.max(0, next.dueAt - this.#now()));
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => this.#tick(), Math.max(0, at - this.#now()));
+  }
+
+  /** Holds every poll back until `until`, when Runblob may be asked again. */
+  #pauseUntil(until: number): void {
+    if (until <= this.#pausedUntil) return;
+    this.#pausedUntil = until;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
   }
 
   #tick(): void {
     this.#timer = undefined;
     this.#timerAt = Infinity;
     const now = this.#now();
+    if (now < this.#pausedUntil) {
+      this.#arm();
+      return;
+    }
 
     while (this.#inFlight < this.#options.concurrency) {
       const head = this.#due.peek();
@@ -269,7 +304,7 @@ export class WatchScheduler {
       }
 
       if (entry.version === undefined) await this.#readStored(entry);
-      const upstream = await client.getStatus(generationId);
+      const upstream = await client.getStatus(generationId, { priority: "poll" });
       const observedAt = new Date(this.#now());
       const result = await this.#record(entry, upstream, observedAt);
       entry.lastPolledAt = this.#now();
@@ -286,7 +321,14 @@ export class WatchScheduler {
       }
       if (isFinalStatus(result.stored.status.status)) this.#finish(entry);
     } catch (error) {
-      await this.#handlePollError(entry, error);
+      if (error instanceof UpstreamDeferredError) {
+        // Not sent (breaker open or budget spent): the entry keeps its place, oldest due first,
+        // and every poll waits until a request may go again.
+        nextDueAt = entry.dueAt;
+        this.#pauseUntil(startedAt + error.retryInMs);
+      } else {
+        await this.#handlePollError(entry, error);
+      }
     } finally {
       entry.polling = false;
       this.#inFlight -= 1;
@@ -376,8 +418,7 @@ export class WatchScheduler {
     try {
       await this.#options.bus.publish(event);
     } catch (error) {
-      const generationId = event.kind === "status" ? event.change.generationId : event.generationId;
-      this.#options.logger.error({ generation_id: generationId, err: error, event: event.kind }, "could not publish a watch event");
+      this.#options.logger.error({ generation_id: generationIdOf(event), err: error, event: event.kind }, "could not publish a watch event");
     }
   }
 

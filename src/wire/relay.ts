@@ -22,18 +22,23 @@ export const relayStatusSchema = upstreamStatusSchema.extend({
 });
 export type RelayStatus = z.infer<typeof relayStatusSchema>;
 
+/** A query parameter holding a decimal integer; `0x10`, `1e1` and an empty value are rejected, as FastAPI does. */
+const decimalInteger = (name: string, min: number, max: number, fallback: number) =>
+  z
+    .string()
+    .regex(/^\d{1,9}$/, `${name} must be a decimal integer from ${min} to ${max}`)
+    .transform(Number)
+    .pipe(
+      z
+        .number()
+        .min(min, `${name} must be at least ${min}`)
+        .max(max, `${name} must be at most ${max}`),
+    )
+    .default(fallback);
+
 export const listQuerySchema = z.strictObject({
-  limit: z.coerce
-    .number({ error: "limit must be an integer from 1 to 100" })
-    .int("limit must be an integer from 1 to 100")
-    .min(1, "limit must be at least 1")
-    .max(100, "limit must be at most 100")
-    .default(20),
-  offset: z.coerce
-    .number({ error: "offset must be an integer of 0 or more" })
-    .int("offset must be an integer of 0 or more")
-    .min(0, "offset must be 0 or more")
-    .default(0),
+  limit: decimalInteger("limit", 1, 100, 20),
+  offset: decimalInteger("offset", 0, 999_999_999, 0),
 });
 
 export const generationParamsSchema = z.strictObject({ id: generationIdSchema });

@@ -10,6 +10,11 @@ import type { RelayServices } from "../services.js";
 /** A 10 MB image is about 13.4 MB as base64; the rest of the body is small. */
 export const GENERATE_BODY_LIMIT = 14 * 1024 * 1024;
 
+/** Never retried: the generation may exist and cost money already, so the client is told how to check. */
+const UNCONFIRMED_GENERATE_DETAIL =
+  "Runblob did not confirm the generate request, so the generation may or may not have been created (and charged). " +
+  "Check GET /v1/sora/generations before trying again.";
+
 export const generateRoute: FastifyPluginAsyncZod<{ services: RelayServices }> = async (app, { services }) => {
   app.post(
     "/v1/sora/generate",
@@ -50,20 +55,19 @@ export const generateRoute: FastifyPluginAsyncZod<{ services: RelayServices }> =
           { err: error },
           "generate request failed upstream",
         );
-        if (error.kind === "timeout" || error.kind === "network" || error.kind === "invalid_response") {
-          // Never retried: the generation may exist and cost money already.
-          return sendDetail(
-            reply,
-            502,
-            "Runblob did not confirm the generate request, so the generation may or may not have been created (and charged). " +
-              "Check GET /v1/sora/generations before trying again.",
-          );
-        }
+        const unconfirmed = error.kind !== "http" || (error.statusCode ?? 0) >= 500;
+        if (unconfirmed) return sendDetail(reply, 502, UNCONFIRMED_GENERATE_DETAIL);
         return sendUpstreamError(reply, error);
       }
 
       if (answer.statusCode === 401 || answer.statusCode === 403) {
         return sendUpstreamError(reply, new UpstreamError("http", "token rejected", answer.statusCode));
+      }
+      // A 5xx leaves the outcome as open as a timeout does: it is never passed through as the relay's own error.
+      if (answer.statusCode >= 500) {
+        request.log.error({ status_code: answer.statusCode }, "generate request failed upstream");
+        markRejected(reply, "upstream");
+        return sendDetail(reply, 502, UNCONFIRMED_GENERATE_DETAIL);
       }
       if (answer.created !== undefined) {
         services.scheduler.watchCreated(answer.created.generation_id);
