@@ -86,6 +86,7 @@ export function createSimulator(options: SimulatorOptions): Simulator {
     },
 
     async close() {
+      state.webhooks.close();
       await app.close();
     },
   };

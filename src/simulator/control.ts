@@ -97,7 +97,10 @@ export function createControl(state: SimulatorState): SimulatorControl {
     finish(generationId, outcome, errorMessage) {
       const fields: StatusOverrideFields = { status: outcome };
       if (outcome === "failed" && errorMessage !== undefined) fields.error_message = errorMessage;
-      return force(generationId, fields);
+      const status = force(generationId, fields);
+      const callbackUrl = state.generations.get(generationId)?.callback_url;
+      if (callbackUrl !== undefined) state.webhooks.deliver(callbackUrl, status);
+      return status;
     },
 
     injectFaults(route, faults) {

@@ -61,6 +61,8 @@ export interface GenerationRecord {
   plan: GenerationPlan;
   /** Status pinned through the control API, returned as is instead of the computed one. */
   override?: SimulatedStatus;
+  /** Where the final status is posted, from the generate request. */
+  callback_url?: string;
 }
 
 /** The stage of a generation's life at one moment, with its progress value. */

@@ -17,6 +17,7 @@ import { statusNow, type SimulatorState } from "./state.js";
 import type { RouteKey } from "./stats.js";
 import { parseListQuery, validateGenerateBody } from "./validation.js";
 import { PLACEHOLDER_MP4 } from "./video.js";
+import { isLoopbackUrl } from "./webhooks.js";
 
 /**
  * Maximum generate body in bytes: a 10 MB image is about 13.4 MB as base64,
@@ -64,6 +65,17 @@ function slashRedirectLocation(request: FastifyRequest): string {
   return `${request.protocol}://${request.headers.host}${target}`;
 }
 
+/**
+ * Lets a loopback callback_url pass validation over plain http (see
+ * webhooks.ts); the body is validated as if it used https.
+ */
+function withLoopbackCallbackAsHttps(body: unknown): unknown {
+  if (typeof body !== "object" || body === null) return body;
+  const callbackUrl = (body as { callback_url?: unknown }).callback_url;
+  if (typeof callbackUrl !== "string" || !callbackUrl.startsWith("http://") || !isLoopbackUrl(callbackUrl)) return body;
+  return { ...body, callback_url: `https://${callbackUrl.slice("http://".length)}` };
+}
+
 /** Registers the Runblob routes on `app`. */
 export function registerRunblobRoutes(app: FastifyInstance, state: SimulatorState): void {
   const checkToken = createBearerAuth(state.settings.token);
@@ -74,7 +86,7 @@ export function registerRunblobRoutes(app: FastifyInstance, state: SimulatorStat
     { ...authenticated("generate"), bodyLimit: GENERATE_BODY_LIMIT_BYTES },
     async (request, reply) => {
       // FastAPI order: field validation (422) first, then the handler's own checks.
-      const validated = validateGenerateBody(request.body);
+      const validated = validateGenerateBody(withLoopbackCallbackAsHttps(request.body));
       if (!validated.ok) return reply.code(422).send({ detail: validated.issues });
       const body = validated.value;
 
@@ -84,9 +96,16 @@ export function registerRunblobRoutes(app: FastifyInstance, state: SimulatorStat
       // NOTE: Runblob's reference does not say whether a failed generation is refunded. The simulator never refunds.
       if (!state.balance.charge(price)) return reply.code(402).send({ detail: "INSUFFICIENT_CREDITS" });
 
-      // NOTE: callback_url is validated, but no webhook is sent, because it would reach hosts outside this machine.
       const plan = planGeneration(body.prompt, state.settings, state.random);
       const record = state.generations.create(body.prompt, plan, new Date(state.now()));
+      const callbackUrl = (request.body as { callback_url?: string }).callback_url;
+      if (callbackUrl !== undefined) {
+        record.callback_url = callbackUrl;
+        state.webhooks.schedule(plan.queueMs + plan.processingMs, () => {
+          const status = statusNow(state, record);
+          if (status.status === "completed" || status.status === "failed") state.webhooks.deliver(callbackUrl, status);
+        });
+      }
       request.log.debug({ generation_id: record.generation_id, outcome: plan.outcome }, "simulated generation created");
 
       return reply.code(201).send({ generation_id: record.generation_id, status: "pending", price: formatUsd(price) });

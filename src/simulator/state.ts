@@ -9,6 +9,7 @@ import { currentStatus, type GenerationRecord, type SimulatedStatus, type VideoU
 import { resolveSettings, type SimulatorOptions, type SimulatorSettings } from "./options.js";
 import { SimulatorStats } from "./stats.js";
 import { videoPath } from "./video.js";
+import { WebhookSender } from "./webhooks.js";
 
 /**
  * Base of `video_url` until the simulator has its own address, in the form of
@@ -32,6 +33,7 @@ export interface SimulatorState {
   baseUrl: string | undefined;
   /** Aborted when the simulator closes, so that pending delays end at once. */
   readonly closing: AbortController;
+  readonly webhooks: WebhookSender;
 }
 
 /** Validates the options and creates the initial state. Throws an Error that names each invalid option. */
@@ -48,6 +50,7 @@ export function createState(options: SimulatorOptions): SimulatorState {
     latencyMs: settings.latencyMs,
     baseUrl: settings.baseUrl?.replace(/\/+$/, ""),
     closing: new AbortController(),
+    webhooks: new WebhookSender(),
   };
 }
 
