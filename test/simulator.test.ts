@@ -292,7 +292,7 @@ describe("simulator generate endpoint", () => {
     ["numeric prompt", { prompt: 5 }, { type: "string_type", loc: ["body", "prompt"], msg: "Input should be a valid string", input: 5 }],
     ["square orientation", { prompt: "A cat", orientation: "1:1" }, { type: "literal_error", loc: ["body", "orientation"], input: "1:1" }],
     ["duration 12", { prompt: "A cat", duration: 12 }, { type: "literal_error", loc: ["body", "duration"], input: 12 }],
-    ["http callback_url", { prompt: "A cat", callback_url: "http://127.0.0.1/hook" }, { type: "value_error", loc: ["body", "callback_url"] }],
+    ["http callback_url off this machine", { prompt: "A cat", callback_url: "http://hooks.example/hook" }, { type: "value_error", loc: ["body", "callback_url"] }],
     ["relative image_url", { prompt: "A cat", image_url: "cat.png" }, { type: "value_error", loc: ["body", "image_url"] }],
     ["text image_base64", { prompt: "A cat", image_base64: "aGVsbG8gd29ybGQh" }, { type: "value_error", loc: ["body", "image_base64"] }],
   ])("rejects %s with 422", async (_name, body, expected) => {

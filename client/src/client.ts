@@ -209,6 +209,12 @@ export function createRelayClient(options: RelayClientOptions): RelayClient {
   }
 
   function handleMessage(message: ServerMessage): void {
+    if (message.type === "upstream") {
+      // About Runblob as a whole, so every watch hears it; statuses already received stay valid.
+      const text = message.state === "degraded" ? "Runblob is failing; updates may be late" : "Runblob answers again";
+      for (const entry of watches.values()) for (const handler of [...entry.handlers]) handler.onUpstream?.(text);
+      return;
+    }
     const id = message.type === "status" ? message.generation.generation_id : message.generation_id;
     const watch = id === undefined ? undefined : watches.get(id);
     if (watch === undefined) return;

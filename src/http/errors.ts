@@ -6,6 +6,8 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
 import { UpstreamError } from "../upstream/errors.js";
+import { UpstreamUnavailableError } from "../upstream/upstream-gateway.js";
+import { StoreUnavailableError } from "../watch/status-reader.js";
 import type { RepeatLimiter } from "../logging/repeat-limiter.js";
 import type { RejectionReason } from "../metrics/relay-metrics.js";
 import type { ValidationIssue } from "../wire/upstream.js";
@@ -161,6 +163,16 @@ export function createErrorHandler(limiter: RepeatLimiter) {
     if (error instanceof UpstreamError) {
       logUpstreamFailure(limiter, request, error, "upstream request failed");
       return sendUpstreamError(reply, error);
+    }
+    if (error instanceof UpstreamUnavailableError) {
+      // Breaker open or budget spent: nothing was sent to Runblob.
+      const seconds = Math.max(1, Math.ceil(error.retryInMs / 1000));
+      markRejected(reply, "upstream");
+      return sendDetail(reply.header("retry-after", String(seconds)), 503, `${error.message} (retry after ${seconds} s)`);
+    }
+    if (error instanceof StoreUnavailableError) {
+      limiter.log(request.log, "error", "store-unavailable", { err: error }, "status store unreachable");
+      return sendDetail(reply.header("retry-after", "1"), 503, "the relay's status store is unreachable; try again shortly");
     }
     return handleRequestError(error, request, reply);
   };

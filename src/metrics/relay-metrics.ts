@@ -17,7 +17,7 @@ export type UpstreamStatusClass = (typeof UPSTREAM_STATUS_CLASSES)[number];
 export const TRANSPORTS = ["websocket", "sse"] as const;
 export type Transport = (typeof TRANSPORTS)[number];
 
-export const PUSH_MESSAGE_TYPES = ["status", "timeout", "error"] as const;
+export const PUSH_MESSAGE_TYPES = ["status", "timeout", "error", "upstream"] as const;
 export type PushMessageType = (typeof PUSH_MESSAGE_TYPES)[number];
 
 export const REJECTION_REASONS = [

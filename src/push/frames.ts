@@ -62,3 +62,8 @@ export function wsErrorFrame(code: ErrorCode, message: string, generationId?: st
 export function sseEventFrame(event: string, data: unknown): string {
   return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
 }
+
+/** Runblob's state as the relay sees it: "degraded" while its circuit breaker is open, "ok" once it closes. */
+export function wsUpstreamFrame(state: "degraded" | "ok"): string {
+  return JSON.stringify({ type: "upstream", state });
+}

@@ -63,12 +63,15 @@ export class MultiSseStream implements Sink {
 
   /**
    * Sends the headers, then registers each generation that is not done and
-   * reads its current status with `readCurrent`.
+   * reads its current status with `readCurrent`. A generation in `denied` (the
+   * caller may not read it) gets the `not_found` error of an unknown id, and is
+   * never registered or read, so the relay never polls it for this stream.
    */
   open(
     extraHeaders: Record<string, string | string[] | number | undefined>,
     retryMs: number,
     readCurrent: (generationId: string) => Promise<StoredStatus>,
+    denied: ReadonlySet<string> = new Set(),
   ): void {
     if (this.#ended) return;
     this.response.writeHead(200, { ...extraHeaders, ...SSE_HEADERS });
@@ -78,6 +81,10 @@ export class MultiSseStream implements Sink {
     this.generationIds.forEach((generationId, index) => {
       const after = this.#positions[index]!;
       if (after === CURSOR_DONE) return;
+      if (denied.has(generationId)) {
+        queueMicrotask(() => this.deliverError(generationId, "not_found", "generation not found"));
+        return;
+      }
       this.hub.add(generationId, this);
       readCurrent(generationId).then(
         (stored) => this.#deliverFirst(generationId, after, stored),
@@ -99,6 +106,11 @@ export class MultiSseStream implements Sink {
     this.#write(status.sseData);
     this.response.uncork();
     if (final) this.#generationDone(generationId);
+  }
+
+  /** Runblob's state for every generation on this stream; an event without id, like upstream_error. */
+  deliverUpstream(state: "degraded" | "ok"): void {
+    this.#write(sseEventFrame("upstream", { state }));
   }
 
   deliverTimeout(generationId: string): void {

@@ -112,6 +112,12 @@ export class SseStream implements Sink, PushConnectionStats {
     if (isFinalStatus(status.stored.status.status)) this.#finish();
   }
 
+  /** Advisory, so a congested stream skips it rather than queueing it. */
+  deliverUpstream(state: "degraded" | "ok"): void {
+    if (!this.#opened || this.#ending || this.#mustHold()) return;
+    this.#write("upstream", sseEventFrame("upstream", { state }));
+  }
+
   deliverTimeout(generationId: string): void {
     this.#endWith("timeout", sseEventFrame("timeout", { generation_id: generationId }));
   }

@@ -15,7 +15,7 @@ import type { Writable } from "node:stream";
 import type { WebSocket } from "ws";
 import type { FastifyBaseLogger as Logger } from "fastify";
 import type { FanoutHub, Sink } from "./fanout-hub.js";
-import { EncodedStatus, wsErrorFrame, wsTimeoutFrame } from "./frames.js";
+import { EncodedStatus, wsErrorFrame, wsTimeoutFrame, wsUpstreamFrame } from "./frames.js";
 import type { StatusReader } from "../watch/status-reader.js";
 import { UpstreamError } from "../upstream/errors.js";
 import { clientMessageSchema } from "../wire/relay.js";
@@ -40,6 +40,11 @@ export interface WebSocketContext {
   rawSocket: Pick<Writable, "writableNeedDrain" | "on" | "off">;
   metrics: TransportMetrics;
   logLimiter: RepeatLimiter;
+  /**
+   * Checked before each subscribe: false means the caller may not read the
+   * generation, answered as for an unknown id. Undefined: every generation is readable.
+   */
+  authorize?: ((generationId: string) => Promise<boolean>) | undefined;
 }
 
 /** The rejection counted for each error code sent in response to a client message. */
@@ -62,6 +67,8 @@ export class WebSocketConnection implements Sink, PushConnectionStats {
   /** Last version sent or held per subscribed generation (0 when none yet). */
   readonly #subscriptions = new Map<string, number>();
   readonly #pending = new PendingMessages();
+  /** Subscribe requests waiting for their access check, with the version to resume after. */
+  readonly #authorizing = new Map<string, number>();
   readonly #onDrain = () => this.#flush();
   #windowStartedAt = 0;
   #messagesInWindow = 0;
@@ -123,7 +130,7 @@ export class WebSocketConnection implements Sink, PushConnectionStats {
     }
 
     const message = parsed.data;
-    if (message.type === "subscribe") this.#subscribe(message.generation_id, message.after_version ?? 0);
+    if (message.type === "subscribe") this.#authorizeThenSubscribe(message.generation_id, message.after_version ?? 0);
     else this.#unsubscribe(message.generation_id);
   }
 
@@ -143,6 +150,12 @@ export class WebSocketConnection implements Sink, PushConnectionStats {
     }
     const replaced = this.#pending.holdStatus(generationId, status.wsFrame);
     if (replaced > 0) this.context.metrics.conflated.inc(replaced);
+  }
+
+  /** Advisory, so a congested socket skips it rather than queueing it. */
+  deliverUpstream(state: "degraded" | "ok"): void {
+    if (this.#subscriptions.size === 0 || this.#mustHold()) return;
+    this.#write("upstream", wsUpstreamFrame(state));
   }
 
   deliverTimeout(generationId: string): void {
@@ -173,6 +186,45 @@ export class WebSocketConnection implements Sink, PushConnectionStats {
     this.#pending.clear();
     for (const generationId of this.#subscriptions.keys()) this.hub.remove(generationId, this);
     this.#subscriptions.clear();
+  }
+
+  /**
+   * Runs the access check before #subscribe, so a generation the caller may
+   * not read is never registered with the hub: no status of it can reach this
+   * socket and the relay does not poll it for this subscriber.
+   */
+  #authorizeThenSubscribe(generationId: string, afterVersion: number): void {
+    const authorize = this.context.authorize;
+    if (authorize === undefined || this.#subscriptions.has(generationId)) {
+      this.#subscribe(generationId, afterVersion);
+      return;
+    }
+    if (this.#authorizing.has(generationId)) {
+      this.#authorizing.set(generationId, afterVersion);
+      return;
+    }
+    if (this.#subscriptions.size + this.#authorizing.size >= this.limits.maxSubscriptions) {
+      this.#subscribe(generationId, afterVersion);
+      return;
+    }
+
+    this.#authorizing.set(generationId, afterVersion);
+    authorize(generationId).then(
+      (allowed) => {
+        const latestAfterVersion = this.#authorizing.get(generationId);
+        this.#authorizing.delete(generationId);
+        // Undefined: the client unsubscribed while the check ran.
+        if (this.#closed || latestAfterVersion === undefined) return;
+        if (allowed) this.#subscribe(generationId, latestAfterVersion);
+        else this.#sendError("not_found", "generation not found", generationId);
+      },
+      (error: unknown) => {
+        this.#authorizing.delete(generationId);
+        if (this.#closed) return;
+        this.context.logLimiter.log(this.logger, "error", "websocket-authorize", { generation_id: generationId, err: error }, "could not check access for a subscribe");
+        this.socket.close(CLOSE_TRY_AGAIN_LATER, "could not check access; reconnect shortly");
+      },
+    );
   }
 
   #subscribe(generationId: string, afterVersion: number): void {
@@ -230,6 +282,7 @@ export class WebSocketConnection implements Sink, PushConnectionStats {
   }
 
   #unsubscribe(generationId: string): void {
+    this.#authorizing.delete(generationId);
     this.#forget(generationId);
   }
 

@@ -10,6 +10,7 @@ import { Pool, errors as undiciErrors } from "undici";
 import type { Dispatcher } from "undici";
 import type { Logger } from "pino";
 import { UpstreamError } from "./errors.js";
+import { parseRetryAfter } from "./retry-policy.js";
 import { UpstreamHealth } from "./upstream-health.js";
 import { statusClassOf } from "../metrics/relay-metrics.js";
 import type { RelayMetrics, UpstreamRoute, UpstreamStatusClass } from "../metrics/relay-metrics.js";
@@ -36,7 +37,12 @@ export interface RequestContext {
 export interface PassthroughResponse<T = unknown> {
   statusCode: number;
   body: T;
+  /** Runblob's Retry-After, in ms, when the answer carried one. */
+  retryAfterMs?: number;
 }
+
+/** Redirects followed on GET requests, to the same origin only. */
+const MAX_REDIRECTS = 3;
 
 const MAX_STATUS_BODY_BYTES = 1024 * 1024;
 const MAX_LIST_BODY_BYTES = 16 * 1024 * 1024;
@@ -45,6 +51,7 @@ export class RunblobClient {
   /** Whether Runblob accepts the token, judged from the status codes of this client's responses. */
   readonly health: UpstreamHealth;
   readonly #pool: Pool;
+  readonly #origin: string;
   readonly #authorization: string;
   readonly #timeoutMs: number;
   readonly #logger: Logger;
@@ -52,6 +59,7 @@ export class RunblobClient {
 
   constructor(options: RunblobClientOptions) {
     const origin = new URL(options.baseUrl).origin;
+    this.#origin = origin;
     this.#pool = new Pool(origin, {
       connections: options.connections,
       keepAliveTimeout: 30_000,
@@ -73,8 +81,8 @@ export class RunblobClient {
 
   async #getStatus(generationId: string, context: RequestContext): Promise<UpstreamStatus> {
     const path = `/v1/sora/generations/${encodeURIComponent(generationId)}/`;
-    const { statusCode, body } = await this.#send("GET", path, undefined, MAX_STATUS_BODY_BYTES, context);
-    if (statusCode !== 200) throw httpError(statusCode, body, `status of generation ${generationId}`);
+    const { statusCode, body, retryAfterMs } = await this.#send("GET", path, undefined, MAX_STATUS_BODY_BYTES, context);
+    if (statusCode !== 200) throw httpError(statusCode, body, `status of generation ${generationId}`, retryAfterMs);
 
     const parsed = upstreamStatusSchema.safeParse(body);
     if (!parsed.success) {
@@ -145,6 +153,11 @@ export class RunblobClient {
     }
   }
 
+  /**
+   * Sends one request. A GET answered with 307 or 308 is sent again to the
+   * new location, up to MAX_REDIRECTS times and only within Runblob's origin,
+   * so the token never travels to another host.
+   */
   async #send(
     method: "GET" | "POST",
     path: string,
@@ -152,6 +165,29 @@ export class RunblobClient {
     maxBodyBytes: number,
     context: RequestContext,
   ): Promise<PassthroughResponse> {
+    let currentPath = path;
+    for (let redirects = 0; ; redirects += 1) {
+      const answer = await this.#sendOnce(method, currentPath, body, maxBodyBytes, context);
+      if (method !== "GET" || (answer.statusCode !== 307 && answer.statusCode !== 308) || answer.location === undefined) return answer;
+
+      const target = new URL(answer.location, this.#origin);
+      if (target.origin !== this.#origin) {
+        throw new UpstreamError("invalid_response", `Runblob redirected ${method} ${path} to another origin; not followed`, answer.statusCode);
+      }
+      if (redirects >= MAX_REDIRECTS) {
+        throw new UpstreamError("invalid_response", `Runblob redirected ${method} ${path} more than ${MAX_REDIRECTS} times`, answer.statusCode);
+      }
+      currentPath = `${target.pathname}${target.search}`;
+    }
+  }
+
+  async #sendOnce(
+    method: "GET" | "POST",
+    path: string,
+    body: string | undefined,
+    maxBodyBytes: number,
+    context: RequestContext,
+  ): Promise<PassthroughResponse & { location?: string }> {
     const headers: Record<string, string> = { authorization: this.#authorization, accept: "application/json" };
     if (body !== undefined) headers["content-type"] = "application/json";
     if (context.requestId !== undefined) headers["x-request-id"] = context.requestId;
@@ -181,7 +217,15 @@ export class RunblobClient {
       { method, path, status_code: response.statusCode, duration_ms: Math.round(performance.now() - started) },
       "upstream request",
     );
-    return { statusCode: response.statusCode, body: parseJsonBody(text, response.statusCode, method, path) };
+    const retryAfterMs = parseRetryAfter(response.headers["retry-after"]);
+    const location = response.headers.location;
+    const redirect = (response.statusCode === 307 || response.statusCode === 308) && typeof location === "string";
+    return {
+      statusCode: response.statusCode,
+      body: redirect ? null : parseJsonBody(text, response.statusCode, method, path, retryAfterMs),
+      ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+      ...(redirect ? { location } : {}),
+    };
   }
 }
 
@@ -220,7 +264,7 @@ async function readLimited(body: Dispatcher.ResponseData["body"], maxBytes: numb
 }
 
 /** JSON body, or an UpstreamError carrying the HTTP status when the body is not JSON (a CDN's HTML error page, say). */
-function parseJsonBody(text: string, statusCode: number, method: string, path: string): unknown {
+function parseJsonBody(text: string, statusCode: number, method: string, path: string, retryAfterMs?: number): unknown {
   if (text.length === 0) return null;
   try {
     return JSON.parse(text) as unknown;
@@ -230,14 +274,16 @@ function parseJsonBody(text: string, statusCode: number, method: string, path: s
       kind,
       `Runblob answered ${method} ${path} with HTTP ${statusCode} and a body that is not JSON`,
       statusCode,
+      undefined,
+      { retryAfterMs },
     );
   }
 }
 
-function httpError(statusCode: number, body: unknown, what: string): UpstreamError {
+function httpError(statusCode: number, body: unknown, what: string, retryAfterMs?: number): UpstreamError {
   const detail = typeof body === "object" && body !== null ? (body as { detail?: unknown }).detail : undefined;
   const reason = typeof detail === "string" ? `: ${detail}` : "";
-  return new UpstreamError("http", `Runblob answered HTTP ${statusCode} for the ${what}${reason}`, statusCode, detail);
+  return new UpstreamError("http", `Runblob answered HTTP ${statusCode} for the ${what}${reason}`, statusCode, detail, { retryAfterMs });
 }
 
 function transportError(error: unknown, method: string, path: string, timeoutMs: number): UpstreamError {

@@ -89,7 +89,9 @@ export class UpstreamGateway {
       const answer = await this.#options.client.list(query, context);
       // Passthrough answers carry errors as status codes; retryable ones become errors here.
       if ([408, 429, 502, 503, 504].includes(answer.statusCode)) {
-        throw new UpstreamError("http", `Runblob answered HTTP ${answer.statusCode} to the list request`, answer.statusCode);
+        throw new UpstreamError("http", `Runblob answered HTTP ${answer.statusCode} to the list request`, answer.statusCode, undefined, {
+          retryAfterMs: answer.retryAfterMs,
+        });
       }
       return answer;
     });

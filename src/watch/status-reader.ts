@@ -19,8 +19,13 @@ export interface StatusReaderOptions {
   scheduler: WatchScheduler;
   logger: Logger;
   intervalMs: number;
+  /** How long Runblob's 404 for an id is remembered, so repeated lookups of it do not reach Runblob. */
+  notFoundCacheMs?: number;
   now?: () => number;
 }
+
+/** Entries of the not-found cache; past this, expired ones are swept on the next insert. */
+const NOT_FOUND_CACHE_SWEEP_SIZE = 10_000;
 
 /** The store failed and this instance knows no status to serve instead. */
 export class StoreUnavailableError extends Error {
@@ -31,6 +36,7 @@ export class StatusReader {
   readonly #options: StatusReaderOptions;
   readonly #now: () => number;
   readonly #inFlight = new Map<string, Promise<StoredStatus>>();
+  readonly #notFoundUntil = new Map<string, { until: number; error: UpstreamError }>();
 
   constructor(options: StatusReaderOptions) {
     this.#options = options;
@@ -58,6 +64,12 @@ export class StatusReader {
       if (final || checkedRecently || scheduler.isFresh(generationId)) return stored;
     }
 
+    const notFound = this.#notFoundUntil.get(generationId);
+    if (notFound !== undefined) {
+      if (notFound.until > this.#now()) throw notFound.error;
+      this.#notFoundUntil.delete(generationId);
+    }
+
     let pending = this.#inFlight.get(generationId);
     if (pending === undefined) {
       pending = this.#fetch(generationId, stored?.status.version ?? 0, context).finally(() =>
@@ -75,7 +87,10 @@ export class StatusReader {
       upstream = await client.getStatus(generationId, context);
     } catch (error) {
       // An unknown id ends the watch its first subscriber started, so it is not polled again.
-      if (error instanceof UpstreamError && error.statusCode === 404) scheduler.forget(generationId);
+      if (error instanceof UpstreamError && error.statusCode === 404) {
+        scheduler.forget(generationId);
+        this.#rememberNotFound(generationId, error);
+      }
       throw error;
     }
     const observedAt = new Date(this.#now());
@@ -99,6 +114,21 @@ export class StatusReader {
     const stored = { status: result.status, json: result.json, checkedAtMs: observedAt.getTime() };
     scheduler.notePolled(generationId, stored);
     return stored;
+  }
+
+  #rememberNotFound(generationId: string, error: UpstreamError): void {
+    const ttl = this.#options.notFoundCacheMs ?? 0;
+    if (ttl <= 0) return;
+    const now = this.#now();
+    if (this.#notFoundUntil.size >= NOT_FOUND_CACHE_SWEEP_SIZE) {
+      for (const [id, entry] of this.#notFoundUntil) if (entry.until <= now) this.#notFoundUntil.delete(id);
+      // Still full of live entries: drop the oldest, so a flood of random ids cannot grow memory.
+      if (this.#notFoundUntil.size >= NOT_FOUND_CACHE_SWEEP_SIZE) {
+        const oldest = this.#notFoundUntil.keys().next().value;
+        if (oldest !== undefined) this.#notFoundUntil.delete(oldest);
+      }
+    }
+    this.#notFoundUntil.set(generationId, { until: now + ttl, error });
   }
 
   #fromScheduler(generationId: string, error: unknown): StoredStatus {

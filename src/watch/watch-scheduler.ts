@@ -24,7 +24,7 @@ import { fingerprint, serializeRelayStatus } from "../store/fingerprint.js";
 import type { RunblobClient } from "../upstream/runblob-client.js";
 import { UpstreamError } from "../upstream/errors.js";
 import { UpstreamDeferredError } from "../upstream/upstream-gateway.js";
-import { isFinalStatus } from "../wire/upstream.js";
+import { KNOWN_STATUSES, isFinalStatus } from "../wire/upstream.js";
 import type { UpstreamStatus } from "../wire/upstream.js";
 import type { RelayStatus } from "../wire/relay.js";
 import type { PollLease } from "./poll-lease.js";
@@ -74,6 +74,7 @@ export class WatchScheduler {
   #inFlight = 0;
   #stopped = false;
   #storeFailing = false;
+  readonly #unknownStatuses = new Set<string>();
   /** No poll starts before this time (ms since epoch): set while the breaker is open or the budget is spent. */
   #pausedUntil = 0;
   readonly #idle = new Set<() => void>();
@@ -305,6 +306,7 @@ export class WatchScheduler {
 
       if (entry.version === undefined) await this.#readStored(entry);
       const upstream = await client.getStatus(generationId, { priority: "poll" });
+      this.#noteUnknownStatus(upstream.status);
       const observedAt = new Date(this.#now());
       const result = await this.#record(entry, upstream, observedAt);
       entry.lastPolledAt = this.#now();
@@ -380,6 +382,13 @@ export class WatchScheduler {
     const stored = { status: JSON.parse(json) as RelayStatus, json };
     this.#learn(entry, stored);
     return { changed: true, stored };
+  }
+
+  /** Logs each status value Runblob did not document, once; it is treated as not final. */
+  #noteUnknownStatus(status: string): void {
+    if ((KNOWN_STATUSES as readonly string[]).includes(status) || this.#unknownStatuses.has(status)) return;
+    if (this.#unknownStatuses.size < 100) this.#unknownStatuses.add(status);
+    this.#options.logger.warn({ status: status.slice(0, 64) }, "Runblob sent an undocumented status value; treating it as not final");
   }
 
   #learn(entry: WatchEntry, stored: StoredStatus): void {

@@ -88,10 +88,13 @@ export const errorMessageSchema = z.object({
   message: z.string(),
   generation_id: z.string().optional(),
 });
+/** Runblob's state as the relay sees it: "degraded" while the relay pauses requests to it, "ok" once they resume. */
+export const upstreamMessageSchema = z.object({ type: z.literal("upstream"), state: z.enum(["degraded", "ok"]) });
 export const serverMessageSchema = z.discriminatedUnion("type", [
   statusMessageSchema,
   timeoutMessageSchema,
   errorMessageSchema,
+  upstreamMessageSchema,
 ]);
 export type ServerMessage = z.infer<typeof serverMessageSchema>;
 export type ErrorMessage = z.infer<typeof errorMessageSchema>;

@@ -45,6 +45,13 @@ export async function startRelay(sim: SimulatorHandle, env: Record<string, strin
     POLL_INTERVAL_MS: "100",
     LOG_LEVEL: "debug",
     DEMO_ENABLED: "false",
+    // Retries, the request budget and the breaker each change what a single fault does; their own
+    // tests switch them on, the others see every upstream answer as it came.
+    UPSTREAM_RETRY_ATTEMPTS: "1",
+    UPSTREAM_MAX_RPS: "100000",
+    UPSTREAM_MAX_CONCURRENT: "10000",
+    BREAKER_FAILURE_THRESHOLD: "10000",
+    NOT_FOUND_CACHE_MS: "0",
     ...env,
   });
   const logs: string[] = [];
