@@ -18,6 +18,7 @@ import {
   relayStatusSchema,
   serverMessageSchema,
   timeoutMessageSchema,
+  upstreamMessageSchema,
 } from "../src/wire/relay.js";
 
 type Json = any;
@@ -81,6 +82,7 @@ const sseEvents: Record<string, z.ZodType> = {
   timeout: timeoutMessageSchema.omit({ type: true }),
   // Every SSE error names its generation.
   error: errorMessageSchema.omit({ type: true }).required({ generation_id: true }),
+  upstream: upstreamMessageSchema.omit({ type: true }),
   // The multi-generation stream's last event carries an empty object.
   end: z.strictObject({}),
 };
@@ -110,8 +112,8 @@ describe("AsyncAPI document", () => {
   });
 
   it.each([
-    { channel: "generationEvents", events: ["status", "timeout", "error"] },
-    { channel: "multiGenerationEvents", events: ["status", "timeout", "error", "end"] },
+    { channel: "generationEvents", events: ["status", "timeout", "error", "upstream"] },
+    { channel: "multiGenerationEvents", events: ["status", "timeout", "error", "upstream", "end"] },
   ])("SSE $channel events equal the zod schemas", ({ channel, events }) => {
     const messages = channelMessages(channel);
     expect(Object.values(messages).map((message) => message.name).sort()).toEqual([...events].sort());
