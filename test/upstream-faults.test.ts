@@ -269,7 +269,7 @@ describe("push subscribers during Runblob failures", () => {
 describe("a long run of upstream failures", () => {
   it("serves after 1,000 upstream failures", async () => {
     // Two pooled connections: a response body left unread would hold one and stall the requests after it.
-    const { sim, relay } = await setup({ UPSTREAM_CONNECTIONS: "2", UPSTREAM_TIMEOUT_MS: "5000" });
+    const { sim, relay } = await setup({ UPSTREAM_CONNECTIONS: "2", UPSTREAM_MAX_CONCURRENT: "2", UPSTREAM_CLIENT_RESERVE: "0", UPSTREAM_TIMEOUT_MS: "5000" });
     const kinds: Fault[] = [htmlPage(500), htmlPage(502), jsonError(503, "Service Unavailable"), htmlPage(504), jsonError(500, "Internal Server Error")];
     const faults = Array.from({ length: 1000 }, (_, i) => (i % 50 === 49 ? RESET : kinds[i % kinds.length]!));
     sim.simulator.control.injectFaults("status", faults);

@@ -1,8 +1,8 @@
 /**
  * The request budget in Redis, so the ceiling holds for the whole cluster:
- * one token bucket and one set of in-flight requests, both under the
- * `{budget}` hash tag so the script also runs on Redis Cluster. Redis' own
- * clock (TIME) drives the refill, so instance clocks do not matter.
+ * one log of the last second's starts and one set of in-flight requests,
+ * both under the `{budget}` hash tag so the script also runs on Redis
+ * Cluster. Redis' own clock (TIME) drives both, so instance clocks do not matter.
  *
  * In-flight entries expire after `leaseMs`, so a slot held by an instance
  * that died frees itself. While Redis is unreachable, each instance falls
@@ -11,43 +11,45 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { RedisConnection } from "./redis-connection.js";
-import { LocalRequestBudget, tokensNeeded } from "../upstream/request-budget.js";
+import { BUDGET_WINDOW_MS, LocalRequestBudget, startsAllowed } from "../upstream/request-budget.js";
 import type { BudgetDecision, BudgetSettings, RequestBudget, RequestPriority } from "../upstream/request-budget.js";
 
 /**
- * KEYS[1] bucket hash, KEYS[2] in-flight sorted set. ARGV[1] rate per second, ARGV[2] tokens
- * needed, ARGV[3] concurrent slots open to this priority, ARGV[4] request id, ARGV[5] lease ms.
- * Returns {1, 0} when granted, else {0, ms until a retry may succeed}.
+ * KEYS[1] sorted set of the last second's starts, KEYS[2] sorted set of in-flight requests.
+ * ARGV[1] starts allowed in the window for this priority, ARGV[2] concurrent slots open to it,
+ * ARGV[3] request id, ARGV[4] lease ms, ARGV[5] window ms. Returns {1, 0} when granted, else {0, ms until a retry may succeed}.
  */
 const ACQUIRE_SCRIPT = `
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local rate = tonumber(ARGV[1])
-local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(bucket[1]) or rate
-local at = tonumber(bucket[2]) or now
-tokens = math.min(rate, tokens + (now - at) * rate / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[5]))
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-local needed = tonumber(ARGV[2])
-local granted = 0
-local wait = 0
-if tokens < needed then
-  wait = math.ceil((needed - tokens) * 1000 / rate)
-elseif redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then
-  wait = 10
-else
-  tokens = tokens - 1
-  granted = 1
-  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), ARGV[4])
+local allowed = tonumber(ARGV[1])
+local starts = redis.call('ZCARD', KEYS[1])
+if starts >= allowed then
+  local blocking = redis.call('ZRANGE', KEYS[1], starts - allowed, starts - allowed, 'WITHSCORES')
+  return {0, math.max(1, tonumber(blocking[2]) + tonumber(ARGV[5]) - now)}
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
-redis.call('PEXPIRE', KEYS[1], 60000)
-redis.call('PEXPIRE', KEYS[2], 60000)
-return {granted, wait}
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then
+  return {0, 10}
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], 2000)
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[4]) + 1000)
+return {1, 0}
 `;
 
 interface BudgetCommands {
-  relayAcquireBudget(bucket: string, inFlight: string, rate: number, needed: number, slots: number, id: string, leaseMs: number): Promise<[number, number]>;
+  relayAcquireBudget(
+    starts: string,
+    inFlight: string,
+    allowed: number,
+    slots: number,
+    id: string,
+    leaseMs: number,
+    windowMs: number,
+  ): Promise<[number, number]>;
 }
 
 export interface RedisRequestBudgetOptions {
@@ -63,7 +65,7 @@ export class RedisRequestBudget implements RequestBudget {
   readonly #redis: RedisConnection & BudgetCommands;
   readonly #options: RedisRequestBudgetOptions;
   readonly #fallback: LocalRequestBudget;
-  readonly #bucketKey: string;
+  readonly #startsKey: string;
   readonly #inFlightKey: string;
   #failing = false;
 
@@ -72,7 +74,7 @@ export class RedisRequestBudget implements RequestBudget {
     this.#redis = options.redis as RedisConnection & BudgetCommands;
     this.#options = options;
     this.#fallback = new LocalRequestBudget(options.settings);
-    this.#bucketKey = `${options.keyPrefix}{budget}:tokens`;
+    this.#startsKey = `${options.keyPrefix}{budget}:starts`;
     this.#inFlightKey = `${options.keyPrefix}{budget}:in-flight`;
   }
 
@@ -82,13 +84,13 @@ export class RedisRequestBudget implements RequestBudget {
     const slots = settings.maxConcurrent - (priority === "poll" ? settings.reservedForClients : 0);
     try {
       const [granted, wait] = await this.#redis.relayAcquireBudget(
-        this.#bucketKey,
+        this.#startsKey,
         this.#inFlightKey,
-        settings.ratePerSecond,
-        tokensNeeded(priority, settings),
+        startsAllowed(priority, settings),
         slots,
         id,
         leaseMs,
+        BUDGET_WINDOW_MS,
       );
       if (this.#failing) {
         this.#failing = false;

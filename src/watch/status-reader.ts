@@ -7,14 +7,28 @@
 import type { Logger } from "pino";
 import type { ChangeBus } from "../bus/change-bus.js";
 import type { StatusStore, StoredStatus } from "../store/status-store.js";
-import type { RequestContext, RunblobClient } from "../upstream/runblob-client.js";
+import type { RequestContext } from "../upstream/runblob-client.js";
+import { UpstreamDeferredError, UpstreamUnavailableError } from "../upstream/upstream-gateway.js";
+import type { RequestPriority } from "../upstream/request-budget.js";
+import type { UpstreamStatus } from "../wire/upstream.js";
+
+/**
+ * REST reads pass priority "client"; reads for new subscribers default to
+ * "poll", so a wave of subscriptions cannot use the budget that REST calls need.
+ */
+export interface ReaderContext extends RequestContext {
+  priority?: RequestPriority;
+}
+
+/** How long a subscriber's first read waits for the request budget before it fails. */
+const SUBSCRIBER_BUDGET_WAIT_MS = 10_000;
 import { isFinalStatus } from "../wire/upstream.js";
 import { UpstreamError } from "../upstream/errors.js";
 import type { WatchScheduler } from "./watch-scheduler.js";
 
 export interface StatusReaderOptions {
   store: StatusStore;
-  client: Pick<RunblobClient, "getStatus">;
+  client: { getStatus(generationId: string, context?: ReaderContext): Promise<UpstreamStatus> };
   bus: ChangeBus;
   scheduler: WatchScheduler;
   logger: Logger;
@@ -48,7 +62,7 @@ export class StatusReader {
    * asked and fails (404 included), and StoreUnavailableError when the store
    * fails and the scheduler has no status of its own for this generation.
    */
-  async current(generationId: string, context: RequestContext = {}): Promise<StoredStatus> {
+  async current(generationId: string, context: ReaderContext = {}): Promise<StoredStatus> {
     const { store, scheduler, intervalMs } = this.#options;
     let stored: StoredStatus | null;
     try {
@@ -80,11 +94,11 @@ export class StatusReader {
     return pending;
   }
 
-  async #fetch(generationId: string, expectedVersion: number, context: RequestContext): Promise<StoredStatus> {
+  async #fetch(generationId: string, expectedVersion: number, context: ReaderContext): Promise<StoredStatus> {
     const { store, client, bus, scheduler, logger } = this.#options;
     let upstream;
     try {
-      upstream = await client.getStatus(generationId, context);
+      upstream = await this.#ask(client, generationId, context);
     } catch (error) {
       // An unknown id ends the watch its first subscriber started, so it is not polled again.
       if (error instanceof UpstreamError && error.statusCode === 404) {
@@ -114,6 +128,23 @@ export class StatusReader {
     const stored = { status: result.status, json: result.json, checkedAtMs: observedAt.getTime() };
     scheduler.notePolled(generationId, stored);
     return stored;
+  }
+
+  /** Asks Runblob, waiting out budget deferrals of low-priority reads up to SUBSCRIBER_BUDGET_WAIT_MS. */
+  async #ask(client: StatusReaderOptions["client"], generationId: string, context: ReaderContext): Promise<UpstreamStatus> {
+    const priority = context.priority ?? "poll";
+    const deadline = Date.now() + SUBSCRIBER_BUDGET_WAIT_MS;
+    for (;;) {
+      try {
+        return await client.getStatus(generationId, { ...context, priority });
+      } catch (error) {
+        if (!(error instanceof UpstreamDeferredError)) throw error;
+        if (Date.now() + error.retryInMs > deadline) {
+          throw new UpstreamUnavailableError("Runblob is failing or the relay's request budget is spent; try again shortly", error.retryInMs);
+        }
+        await new Promise((resolve) => setTimeout(resolve, Math.max(error.retryInMs, 5)));
+      }
+    }
   }
 
   #rememberNotFound(generationId: string, error: UpstreamError): void {

@@ -58,6 +58,8 @@ interface WatchEntry {
   maxSeen: number;
   dueAt: number;
   lastPolledAt: number;
+  /** When a poll hint (webhook) last moved this entry's poll forward. */
+  lastHintAt: number;
   polling: boolean;
   /** True after a failed poll, so subscribers hear of a failure streak once, not on every retry. */
   failing: boolean;
@@ -159,10 +161,11 @@ export class WatchScheduler {
 
     if (event.kind === "poll_hint") {
       // Only the lease holder's poll reaches Runblob; on the others the claim fails and nothing is sent.
-      // Hints right after a poll are ignored, so replayed webhooks cannot multiply polls.
-      const sinceLastPoll = this.#now() - entry.lastPolledAt;
-      if (!entry.polling && sinceLastPoll >= Math.min(1000, this.#options.intervalMs / 2)) {
-        this.#schedule(entry, Math.min(entry.dueAt, this.#now()));
+      // One hint per generation per interval is followed, so replayed webhooks cannot multiply polls.
+      const now = this.#now();
+      if (!entry.polling && now - entry.lastHintAt >= this.#options.intervalMs) {
+        entry.lastHintAt = now;
+        this.#schedule(entry, Math.min(entry.dueAt, now));
       }
       return;
     }
@@ -211,6 +214,7 @@ export class WatchScheduler {
       // watches that start together do not poll together.
       dueAt: now + this.#random() * this.#options.intervalMs,
       lastPolledAt: 0,
+      lastHintAt: Number.NEGATIVE_INFINITY,
       polling: false,
       failing: false,
     };

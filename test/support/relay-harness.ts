@@ -49,7 +49,8 @@ export async function startRelay(sim: SimulatorHandle, env: Record<string, strin
     // tests switch them on, the others see every upstream answer as it came.
     UPSTREAM_RETRY_ATTEMPTS: "1",
     UPSTREAM_MAX_RPS: "100000",
-    UPSTREAM_MAX_CONCURRENT: "10000",
+    UPSTREAM_CONNECTIONS: "1024",
+    UPSTREAM_MAX_CONCURRENT: "1024",
     BREAKER_FAILURE_THRESHOLD: "10000",
     NOT_FOUND_CACHE_MS: "0",
     ...env,
