@@ -1,7 +1,7 @@
 /**
  * A client that stops reading while statuses keep changing must not grow the
- * relay's memory: its messages are conflated to the latest status per
- * generation, the final status still reaches it once it reads again, and
+ * relay's memory, because its messages are conflated to the latest status per
+ * generation. The final status still reaches it once it reads again, and
  * subscribers that do read still get every version in order.
  *
  * Statuses change on every poll because the test pins a new progress value
@@ -30,7 +30,7 @@ async function setup(): Promise<{ sim: SimulatorHandle; relay: RelayHandle }> {
     POLL_INTERVAL_MS: "100",
     MAX_BUFFERED_BYTES: String(MAX_BUFFERED_BYTES),
     PUSH_CONFLATE_BYTES: "65536",
-    // The paused client cannot answer pings; the test is about conflation, not the ping sweep.
+    // The paused client cannot respond to pings, and the test is about conflation, not the ping sweep.
     WS_PING_INTERVAL_MS: "600000",
     LOG_LEVEL: "info",
   });
@@ -235,7 +235,7 @@ describe("slow consumers", () => {
   }, 60_000);
 });
 
-/** A plain HTTP reader of an SSE stream that can stop reading from its socket. */
+/** Opens an SSE stream over plain HTTP, with a reader that can stop reading from its socket. */
 function openRawSse(url: string): {
   statuses(): Array<{ version: number; status: string }>;
   pause(): void;

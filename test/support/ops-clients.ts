@@ -13,7 +13,7 @@ export interface HttpResult {
   json: any;
 }
 
-/** One HTTP request; `json` is sent as the body with `content-type: application/json`. */
+/** Sends one HTTP request, with `json` as the body and `content-type: application/json` when given. */
 export async function httpRequest(url: string, options: { headers?: Record<string, string>; json?: unknown } = {}): Promise<HttpResult> {
   const headers: Record<string, string> = { ...options.headers };
   let body: string | undefined;
