@@ -1,0 +1,122 @@
+/**
+ * Scenario results: saved as JSON under bench/results/, one file per
+ * scenario, and rendered together into BENCHMARKS.md. A scenario run alone
+ * replaces only its own file, so the page always shows the latest run of each.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describeMachine, type MachineInfo } from "./machine.js";
+import { renderBarChart, type BarChart } from "./svg.js";
+
+export interface Table {
+  title: string;
+  columns: string[];
+  rows: Array<Array<string | number>>;
+}
+
+export interface TargetCheck {
+  what: string;
+  target: string;
+  measured: string;
+  met: boolean;
+}
+
+export interface ScenarioResult {
+  name: string;
+  title: string;
+  quick: boolean;
+  /** The --scale factor of the run; 1 is the documented size. */
+  scale: number;
+  machine: MachineInfo;
+  durationSeconds: number;
+  /** Markdown paragraphs: what is measured and how. */
+  method: string[];
+  tables: Table[];
+  targets: TargetCheck[];
+  /** Markdown paragraphs: limits hit, profiles, explanations. */
+  findings: string[];
+  commands: string[];
+  /** Chart file names under bench/results/. */
+  charts: string[];
+}
+
+export const SCENARIO_ORDER = ["amplification", "capacity", "burst", "idle-cost", "pushpin"] as const;
+
+export function saveResult(resultsDir: string, result: ScenarioResult, charts: Record<string, BarChart>): void {
+  mkdirSync(resultsDir, { recursive: true });
+  for (const [file, chart] of Object.entries(charts)) writeFileSync(join(resultsDir, file), renderBarChart(chart));
+  writeFileSync(join(resultsDir, `${result.name}.json`), `${JSON.stringify(result, null, 2)}\n`);
+}
+
+function loadResults(resultsDir: string): ScenarioResult[] {
+  const results: ScenarioResult[] = [];
+  for (const name of SCENARIO_ORDER) {
+    const file = join(resultsDir, `${name}.json`);
+    if (existsSync(file)) results.push(JSON.parse(readFileSync(file, "utf8")) as ScenarioResult);
+  }
+  return results;
+}
+
+function cell(value: string | number): string {
+  if (typeof value === "number") {
+    if (!Number.isFinite(value)) return "n/a";
+    return Number.isInteger(value) ? value.toLocaleString("en-US") : value.toFixed(2);
+  }
+  return value.replace(/\|/g, "\\|");
+}
+
+function renderTable(table: Table): string {
+  const lines = [`**${table.title}**`, "", `| ${table.columns.join(" | ")} |`, `| ${table.columns.map(() => "---").join(" | ")} |`];
+  for (const row of table.rows) lines.push(`| ${row.map(cell).join(" | ")} |`);
+  return lines.join("\n");
+}
+
+function renderScenario(result: ScenarioResult): string {
+  const parts = [
+    `## ${result.title}`,
+    "",
+    `Run: \`npm run bench -- ${result.name}${result.quick ? " --quick" : ""}\` (${result.quick ? "quick size" : "full size"}${result.scale === 1 ? "" : `, counts scaled by ${result.scale}`}, ${Math.round(result.durationSeconds)} s). Machine: ${describeMachine(result.machine)}.`,
+    "",
+    ...result.method.flatMap((paragraph) => [paragraph, ""]),
+  ];
+  for (const table of result.tables) parts.push(renderTable(table), "");
+  if (result.targets.length > 0) {
+    parts.push(
+      renderTable({
+        title: "Targets",
+        columns: ["what", "target", "measured", "met"],
+        rows: result.targets.map((check) => [check.what, check.target, check.measured, check.met ? "yes" : "**no**"]),
+      }),
+      "",
+    );
+  }
+  for (const chart of result.charts) parts.push(`![${result.title}](bench/results/${chart})`, "");
+  for (const finding of result.findings) parts.push(finding, "");
+  parts.push("<details><summary>Commands of this run</summary>", "", "```sh", ...result.commands, "```", "", "</details>", "");
+  return parts.join("\n");
+}
+
+/** Writes BENCHMARKS.md from every saved scenario result. */
+export function writeReport(path: string, resultsDir: string): void {
+  const results = loadResults(resultsDir);
+  const quick = results.some((result) => result.quick);
+  const header = [
+    "# Benchmarks",
+    "",
+    "Written by `npm run bench` (bench/run.ts) from the results in bench/results/. Every number comes from",
+    "the run named in its section, on the machine described there; other work on that machine (see the",
+    "load average) adds noise. The relay, the simulator, redis-server, Pushpin and the load generators",
+    "each run in their own processes on 127.0.0.1.",
+    "",
+    quick
+      ? "**Quick run** (`--quick`): measurement windows are short (tens of seconds), so percentiles rest on\nfewer samples than a full run, and the load is not raised to find limits beyond one step."
+      : "Full run.",
+    "",
+    "Run everything with `npm run bench`, one scenario with `npm run bench -- <name>` (names: " +
+      SCENARIO_ORDER.join(", ") +
+      "), and add `--quick` for about a minute per scenario.",
+    "",
+  ];
+  const body = results.map(renderScenario);
+  writeFileSync(path, `${[...header, ...body].join("\n").trimEnd()}\n`);
+}
