@@ -31,6 +31,7 @@ import { buildMetricsApp } from "./http/metrics-app.js";
 import { RelayMetrics } from "./metrics/relay-metrics.js";
 import { registerStateGauges } from "./metrics/state-gauges.js";
 import { RepeatLimiter } from "./logging/repeat-limiter.js";
+import { Security } from "./auth/security.js";
 
 export interface Relay {
   app: FastifyInstance;
@@ -120,9 +121,12 @@ export async function createRelay(config: Config, logger: Logger): Promise<Relay
     upstreamHealth: client.health,
   });
 
+  const security = new Security(config, { redis, statusStore: store, reader, logger, logLimiter });
+  closers.push(() => security.close());
+
   let shuttingDown = false;
   const app = await buildHttpApp(
-    { config, client, reader, scheduler, hub, connections, redis, isShuttingDown: () => shuttingDown, metrics, logLimiter },
+    { config, client, reader, scheduler, hub, connections, redis, isShuttingDown: () => shuttingDown, metrics, logLimiter, security },
     logger,
   );
   const metricsApp = config.METRICS_PORT === undefined ? undefined : await buildMetricsApp(metrics, logger);
@@ -139,6 +143,7 @@ export async function createRelay(config: Config, logger: Logger): Promise<Relay
       const address = await app.listen({ host: config.HOST, port: config.PORT });
       if (metricsApp !== undefined) metricsUrl = await metricsApp.listen({ host: config.HOST, port: config.METRICS_PORT });
       connections.start();
+      security.start();
       return address;
     },
     async close() {

@@ -5,6 +5,8 @@
  * in-memory store). An invalid value stops start-up with one line per problem.
  */
 import { z } from "zod";
+import { AUTH_SECRET_VARIABLES, authEnvShape, checkAuthEnv } from "../auth/auth-env.js";
+import { limitsEnvShape } from "../limits/limits-env.js";
 
 const integer = (name: string, min: number, max: number) =>
   z.coerce
@@ -96,6 +98,9 @@ export const envSchema = z.object({
     .min(0, "SIMULATOR_FAILURE_RATE must be a number from 0 to 1")
     .max(1, "SIMULATOR_FAILURE_RATE must be a number from 0 to 1")
     .default(0.1),
+
+  ...authEnvShape,
+  ...limitsEnvShape,
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -119,7 +124,7 @@ export class ConfigError extends Error {
   }
 }
 
-const SECRET_VARIABLES = new Set(["RUNBLOB_TOKEN", "REDIS_URL", "REDIS_PASSWORD"]);
+const SECRET_VARIABLES = new Set<string>(["RUNBLOB_TOKEN", "REDIS_URL", "REDIS_PASSWORD", ...AUTH_SECRET_VARIABLES]);
 
 function describeValue(name: string, value: unknown): string {
   if (value === undefined) return "unset";
@@ -145,6 +150,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   }
 
   const env = parsed.data;
+  const authProblems = checkAuthEnv(env);
+  if (authProblems.length > 0) throw new ConfigError(authProblems);
   if (env.NODE_ENV === "production" && env.RUNBLOB_TOKEN === undefined) {
     throw new ConfigError([
       "RUNBLOB_TOKEN=unset: required when NODE_ENV=production (the built-in simulator is for development only)",

@@ -17,6 +17,8 @@ import { websocketRoute } from "./routes/websocket.js";
 import { healthRoutes } from "./routes/health.js";
 import { demoRoute } from "./routes/demo.js";
 import { browserClientRoutes } from "./routes/browser-client.js";
+import { parseTrustProxy } from "../auth/auth-env.js";
+import { registerSecurity } from "../auth/security-hooks.js";
 
 /** Body limit of every route but generate, which sets its own. */
 const DEFAULT_BODY_LIMIT = 16 * 1024;
@@ -34,6 +36,8 @@ export async function buildHttpApp(services: RelayServices, logger: Logger): Pro
     },
     logController: new LogController({ requestIdLogLabel: "request_id" }),
     return503OnClosing: true,
+    // Client addresses (per-address rate limits, logs) and the Host of same-origin checks come from the proxy's headers when set.
+    trustProxy: parseTrustProxy(services.config.TRUST_PROXY),
   });
 
   app.setValidatorCompiler(validatorCompiler);
@@ -54,6 +58,9 @@ export async function buildHttpApp(services: RelayServices, logger: Logger): Pro
     // Connections are closed by the relay's own shutdown, with a reconnect hint.
     preClose: async () => {},
   });
+  // After @fastify/websocket, whose onRequest hook marks upgrade requests (request.ws) so that it can close the socket
+  // of one rejected here; before the routes, so these hooks run for every route, WebSocket upgrades included.
+  await registerSecurity(app, services.security, { redis: services.redis, logLimiter: services.logLimiter });
 
   const options = { services };
   await app.register(generateRoute, options);

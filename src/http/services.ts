@@ -8,6 +8,7 @@ import type { FanoutHub } from "../push/fanout-hub.js";
 import type { ConnectionRegistry } from "../push/connection-registry.js";
 import type { RelayMetrics } from "../metrics/relay-metrics.js";
 import type { RepeatLimiter } from "../logging/repeat-limiter.js";
+import type { Security } from "../auth/security.js";
 
 export interface RelayServices {
   config: Config;
@@ -24,4 +25,6 @@ export interface RelayServices {
   metrics: RelayMetrics;
   /** Rate limit for error lines that repeat once per request or subscriber during an outage. */
   logLimiter: RepeatLimiter;
+  /** Authentication, generation ownership and per-user limits. */
+  security: Security;
 }

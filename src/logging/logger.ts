@@ -17,6 +17,11 @@ export const REDACTED_PATHS = [
   "*.token",
   "RUNBLOB_TOKEN",
   "REDIS_URL",
+  "req.headers[\"x-relay-grant\"]",
+  "AUTH_JWT_SECRET",
+  "AUTH_API_KEYS",
+  "AUTH_TICKET_SECRET",
+  "AUTH_GRANT_SECRET",
 ];
 
 interface LoggableRequest {

@@ -203,8 +203,13 @@ export class WebSocketConnection implements Sink, PushConnectionStats {
       this.#authorizing.set(generationId, afterVersion);
       return;
     }
+    // Checks in flight count as subscriptions, so a flood of subscribes cannot queue unbounded checks.
     if (this.#subscriptions.size + this.#authorizing.size >= this.limits.maxSubscriptions) {
-      this.#subscribe(generationId, afterVersion);
+      this.#sendError(
+        "too_many_subscriptions",
+        `this connection already watches ${this.limits.maxSubscriptions} generations, the maximum: unsubscribe from one first`,
+        generationId,
+      );
       return;
     }
 

@@ -152,8 +152,8 @@ export interface ProbeWebSocket {
 }
 
 /** Opens a WebSocket; every text frame from the relay must be JSON, and a frame that is not fails the next wait. */
-export async function openProbeWebSocket(url: string): Promise<ProbeWebSocket> {
-  const socket = new WebSocket(url);
+export async function openProbeWebSocket(url: string, headers: Record<string, string> = {}): Promise<ProbeWebSocket> {
+  const socket = new WebSocket(url, { headers });
   const messages = new ReceivedQueue<WsMessage>();
   socket.on("message", (data, isBinary) => {
     const text = String(data);

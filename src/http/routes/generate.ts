@@ -71,6 +71,7 @@ export const generateRoute: FastifyPluginAsyncZod<{ services: RelayServices }> =
       }
       if (answer.created !== undefined) {
         services.scheduler.watchCreated(answer.created.generation_id);
+        await services.security.generationCreated(request, answer.created);
         request.log.info({ generation_id: answer.created.generation_id }, "generation created");
       }
       if (answer.statusCode >= 400) markRejected(reply, "upstream");

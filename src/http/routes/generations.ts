@@ -41,6 +41,9 @@ export const generationsRoutes: FastifyPluginAsyncZod<{ services: RelayServices 
       serializerCompiler: passthroughSerializer,
     },
     async (request, reply) => {
+      // Callers who are not admins list only the generations they created, from the relay's own records.
+      const own = await services.security.ownGenerations(request, request.query);
+      if (own !== undefined) return sendUnchecked(reply, 200, own);
       const answer = await services.client.list(request.query, { requestId: request.id });
       if (answer.statusCode === 401 || answer.statusCode === 403 || answer.statusCode >= 500) {
         const error = new UpstreamError("http", `Runblob responded HTTP ${answer.statusCode} to the list request`, answer.statusCode);

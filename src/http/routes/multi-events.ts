@@ -65,8 +65,11 @@ export const multiEventsRoute: FastifyPluginAsyncZod<{ services: RelayServices }
 
       reply.hijack();
       services.connections.addMultiSse(stream);
-      stream.open(reply.getHeaders(), RECONNECT_DELAY_MS, (generationId) =>
-        services.reader.current(generationId, { requestId: request.id }),
+      stream.open(
+        reply.getHeaders(),
+        RECONNECT_DELAY_MS,
+        (generationId) => services.reader.current(generationId, { requestId: request.id }),
+        services.security.deniedIds(request),
       );
     },
   );

@@ -32,7 +32,12 @@ export const websocketRoute: FastifyPluginAsync<{ services: RelayServices }> = a
         },
         request.log,
         // request.raw.socket is the TCP socket the upgrade took over; ws writes every frame to it.
-        { rawSocket: request.raw.socket, metrics: services.metrics.transport("websocket"), logLimiter: services.logLimiter },
+        {
+          rawSocket: request.raw.socket,
+          metrics: services.metrics.transport("websocket"),
+          logLimiter: services.logLimiter,
+          authorize: services.security.subscriptionCheck(request),
+        },
       );
       services.connections.addWebSocket(connection);
 
