@@ -1,0 +1,135 @@
+/**
+ * Burst: one generation with 10,000 subscribers reaches its final status.
+ * Measures the time from the poll response that saw it (`updated_at`) until
+ * each subscriber has it; the maximum is when the last one has it.
+ */
+import { Histogram } from "../lib/histogram.js";
+import { LoadFleet, workersFor } from "../lib/load-fleet.js";
+import { UsageSampler } from "../lib/processes.js";
+import { steadyPlan } from "../lib/simulator-api.js";
+import { counts, mib, ms, subscriberConnections, type Scenario, type ScenarioOutput } from "../lib/scenario.js";
+import { scaled, sleep, startRedis, startRelay, startSimulator, trackFleet, type RunContext } from "../lib/stack.js";
+import type { Table, TargetCheck } from "../lib/report.js";
+import type { BarChart } from "../lib/svg.js";
+
+const SUBSCRIBERS = 10_000;
+const TARGET_MS = 100;
+const POLL_INTERVAL_MS = 1000;
+/** Maximum wait for every subscriber to get the final status in one round. */
+const ROUND_TIMEOUT_MS = 15_000;
+
+export const burst: Scenario = {
+  name: "burst",
+  timeLimitMs: (quick) => (quick ? 5 : 15) * 60_000,
+
+  async run(context: RunContext): Promise<ScenarioOutput> {
+    const rounds = context.quick ? 3 : 10;
+    const subscribers = scaled(context, SUBSCRIBERS);
+    const simulator = await startSimulator(context, "1");
+    const redis = await startRedis(context, "1");
+    const relay = await startRelay(context, {
+      name: "relay",
+      simulator,
+      redis,
+      cpus: "0",
+      env: { POLL_INTERVAL_MS: String(POLL_INTERVAL_MS) },
+    });
+    const fleet = await LoadFleet.start({
+      name: "burst-load",
+      workers: workersFor(subscribers, 3),
+      cpus: "1",
+      repoRoot: context.repoRoot,
+      logDir: context.runDir,
+    });
+    trackFleet(context, fleet);
+
+    const rows: Array<Array<string | number>> = [];
+    const maxima: number[] = [];
+    const all = new Histogram();
+    try {
+      for (let round = 1; round <= rounds; round += 1) {
+        const [id] = await simulator.api.createGenerations(1, steadyPlan());
+        const opened = await fleet.open(subscriberConnections([id!], subscribers, [relay.port]), 4000);
+        // Let every subscriber get its snapshot and the relay settle before the final status.
+        await sleep(2000);
+
+        const sampler = new UsageSampler(() => [relay.process.pid]);
+        await fleet.measure(Date.now());
+        await simulator.api.finish(id!);
+        const deadline = Date.now() + ROUND_TIMEOUT_MS;
+        let report = await fleet.report();
+        while (report.finals < opened.ok && Date.now() < deadline) {
+          await sleep(100);
+          report = await fleet.report();
+        }
+        const usage = sampler.stop();
+        const summary = report.all.summary();
+        all.merge(report.all);
+        maxima.push(summary.max);
+        rows.push([
+          round,
+          `${opened.ok.toLocaleString("en-US")} (failures: ${counts(opened.failures)})`,
+          report.finals,
+          ms(summary.p50),
+          ms(summary.p99),
+          ms(summary.max),
+          `${ms(report.ws.max)} / ${ms(report.sse.max)}`,
+          mib(usage.rssMaxBytes),
+        ]);
+        await fleet.closeConnections();
+        await sleep(1000);
+      }
+    } finally {
+      await fleet.stop();
+      await relay.process.stop();
+      await redis.process.stop();
+      await simulator.process.stop();
+    }
+
+    const worst = Math.max(...maxima);
+    const sortedMaxima = [...maxima].sort((a, b) => a - b);
+    const medianMax = sortedMaxima[Math.floor((sortedMaxima.length - 1) / 2)]!;
+    const table: Table = {
+      title: `Final status to ${subscribers.toLocaleString("en-US")} subscribers of one generation (half WebSocket, half SSE)`,
+      columns: ["round", "subscribers connected", "got the final status", "p50 ms", "p99 ms", "last subscriber ms", "last WS / last SSE ms", "relay RSS MiB"],
+      rows,
+    };
+    const targets: TargetCheck[] = [
+      { what: "time until the last subscriber has the final status, worst round", target: `≤ ${TARGET_MS} ms`, measured: `${ms(worst)} ms`, met: worst <= TARGET_MS },
+    ];
+    const chart: BarChart = {
+      title: `Final status to ${subscribers.toLocaleString("en-US")} subscribers`,
+      axis: "ms after the poll response",
+      groups: rows.map((row, i) => ({
+        label: `round ${i + 1}`,
+        bars: [
+          { series: "p50", value: Number(row[3]) },
+          { series: "p99", value: Number(row[4]) },
+          { series: "last subscriber", value: Number(row[5]) },
+        ],
+      })),
+    };
+
+    return {
+      result: {
+        title: "3. Burst",
+        method: [
+          `Each round creates one generation, connects ${subscribers.toLocaleString("en-US")} subscribers to it (half WebSocket, ` +
+            `half SSE, on one relay instance with Redis, poll interval ${POLL_INTERVAL_MS} ms), pins its final status in the ` +
+            "simulator and waits until every subscriber has received it. Times run from the status's `updated_at` (when the " +
+            "relay got the poll response) to each client's receipt, so the wait for the next poll is not counted.",
+          "The relay is pinned to core 0 and the load generators (3 processes) to core 1; all messages arrive at once, " +
+            "so the last receipts also include the load generators' own event-loop time.",
+        ],
+        tables: [table],
+        targets,
+        findings: [
+          `Over all rounds: p50 ${ms(all.percentile(0.5))} ms, p99 ${ms(all.percentile(0.99))} ms; the last subscriber had it after ` +
+            `${ms(medianMax)} ms in the median round and ${ms(worst)} ms in the worst.`,
+        ],
+        charts: ["burst.svg"],
+      },
+      charts: { "burst.svg": chart },
+    };
+  },
+};
