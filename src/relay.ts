@@ -22,6 +22,12 @@ import type { RedisConnection } from "./cluster/redis-connection.js";
 import { LocalPollLease } from "./watch/poll-lease.js";
 import type { PollLease } from "./watch/poll-lease.js";
 import { resyncWatched } from "./cluster/resync.js";
+import { RedisRequestBudget } from "./cluster/redis-request-budget.js";
+import { LocalRequestBudget } from "./upstream/request-budget.js";
+import type { BudgetSettings, RequestBudget } from "./upstream/request-budget.js";
+import { UpstreamGateway } from "./upstream/upstream-gateway.js";
+import { MemoryWebhookTokens, RedisWebhookTokens } from "./webhooks/webhook-tokens.js";
+import type { WebhookTokens } from "./webhooks/webhook-tokens.js";
 import { WatchScheduler } from "./watch/watch-scheduler.js";
 import { StatusReader } from "./watch/status-reader.js";
 import { FanoutHub } from "./push/fanout-hub.js";
@@ -73,17 +79,39 @@ export async function createRelay(config: Config, logger: Logger): Promise<Relay
     );
   }
 
-  const client = new RunblobClient({
-    baseUrl: upstreamUrl,
-    token: token!,
-    timeoutMs: config.UPSTREAM_TIMEOUT_MS,
-    connections: config.UPSTREAM_CONNECTIONS,
+  const { store, bus, lease, budget, webhookTokens, redis, redisSubscriber, onBusResync } = await createCoordination(
+    config,
+    logger,
+    closers,
+  );
+
+  const client = new UpstreamGateway({
+    client: new RunblobClient({
+      baseUrl: upstreamUrl,
+      token: token!,
+      timeoutMs: config.UPSTREAM_TIMEOUT_MS,
+      connections: config.UPSTREAM_CONNECTIONS,
+      logger: logger.child({ component: "upstream" }),
+      metrics,
+    }),
+    budget,
+    retry: {
+      maxAttempts: config.UPSTREAM_RETRY_ATTEMPTS,
+      baseMs: config.UPSTREAM_RETRY_BASE_MS,
+      maxDelayMs: config.UPSTREAM_RETRY_MAX_DELAY_MS,
+    },
+    failureThreshold: config.BREAKER_FAILURE_THRESHOLD,
+    cooldownMs: config.BREAKER_COOLDOWN_MS,
+    clientBudgetWaitMs: config.UPSTREAM_BUDGET_WAIT_MS,
     logger: logger.child({ component: "upstream" }),
-    metrics,
+    onBreakerChange: (state) => {
+      if (state === "half_open") return;
+      bus.publish({ kind: "upstream", state: state === "open" ? "degraded" : "ok" }).catch((error: unknown) => {
+        logger.error({ err: error }, "could not publish the upstream state");
+      });
+    },
   });
   closers.push(() => client.close());
-
-  const { store, bus, lease, redis, redisSubscriber, onBusResync } = await createCoordination(config, logger, closers);
 
   const scheduler = new WatchScheduler({
     store,
@@ -96,7 +124,15 @@ export async function createRelay(config: Config, logger: Logger): Promise<Relay
     graceMs: config.WATCH_GRACE_MS,
     concurrency: config.POLL_CONCURRENCY,
   });
-  const reader = new StatusReader({ store, client, bus, scheduler, logger, intervalMs: config.POLL_INTERVAL_MS });
+  const reader = new StatusReader({
+    store,
+    client,
+    bus,
+    scheduler,
+    logger,
+    intervalMs: config.POLL_INTERVAL_MS,
+    notFoundCacheMs: config.NOT_FOUND_CACHE_MS,
+  });
   const hub = new FanoutHub({ scheduler, logger: logger.child({ component: "hub" }), metrics, logLimiter });
   bus.onEvent((event) => {
     scheduler.observe(event);
@@ -126,7 +162,21 @@ export async function createRelay(config: Config, logger: Logger): Promise<Relay
 
   let shuttingDown = false;
   const app = await buildHttpApp(
-    { config, client, reader, scheduler, hub, connections, redis, isShuttingDown: () => shuttingDown, metrics, logLimiter, security },
+    {
+      config,
+      client,
+      reader,
+      scheduler,
+      hub,
+      connections,
+      redis,
+      webhookTokens,
+      bus,
+      isShuttingDown: () => shuttingDown,
+      metrics,
+      logLimiter,
+      security,
+    },
     logger,
   );
   const metricsApp = config.METRICS_PORT === undefined ? undefined : await buildMetricsApp(metrics, logger);
@@ -169,6 +219,8 @@ interface Coordination {
   store: StatusStore;
   bus: ChangeBus;
   lease: PollLease;
+  budget: RequestBudget;
+  webhookTokens: WebhookTokens;
   redis: RedisConnection | undefined;
   /** The pub/sub connection, for the readiness gauge. */
   redisSubscriber?: RedisConnection;
@@ -189,7 +241,14 @@ async function createCoordination(
     logger.warn("REDIS_URL is not set: statuses live in this process only; run one instance and expect them lost on restart");
     const store = new MemoryStatusStore({ ttlSeconds: config.STATUS_TTL_SECONDS });
     closers.push(() => store.close());
-    return { store, bus: new MemoryChangeBus(), lease: new LocalPollLease(attemptsTtlMs), redis: undefined };
+    return {
+      store,
+      bus: new MemoryChangeBus(),
+      lease: new LocalPollLease(attemptsTtlMs),
+      budget: new LocalRequestBudget(budgetSettings(config)),
+      webhookTokens: new MemoryWebhookTokens(config.WEBHOOK_TOKEN_TTL_SECONDS),
+      redis: undefined,
+    };
   }
 
   const connections = openRedisConnections(config, logger);
@@ -226,7 +285,32 @@ async function createCoordination(
     wasReady = true;
   });
   await Promise.race([bus.ready(), new Promise((resolve) => setTimeout(resolve, REDIS_START_TIMEOUT_MS))]);
-  return { store, bus, lease, redis: connections.command, redisSubscriber: connections.subscriber, onBusResync: (callback) => (resync = callback) };
+  const budget = new RedisRequestBudget({
+    redis: connections.command,
+    keyPrefix: prefix,
+    settings: budgetSettings(config),
+    leaseMs: config.UPSTREAM_TIMEOUT_MS + 5000,
+    logger: logger.child({ component: "budget" }),
+  });
+  const webhookTokens = new RedisWebhookTokens(connections.command, prefix, config.WEBHOOK_TOKEN_TTL_SECONDS);
+  return {
+    store,
+    bus,
+    lease,
+    budget,
+    webhookTokens,
+    redis: connections.command,
+    redisSubscriber: connections.subscriber,
+    onBusResync: (callback) => (resync = callback),
+  };
+}
+
+function budgetSettings(config: Config): BudgetSettings {
+  return {
+    ratePerSecond: config.UPSTREAM_MAX_RPS,
+    maxConcurrent: config.UPSTREAM_MAX_CONCURRENT,
+    reservedForClients: config.UPSTREAM_CLIENT_RESERVE,
+  };
 }
 
 const REDIS_START_TIMEOUT_MS = 5000;

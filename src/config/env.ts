@@ -78,6 +78,18 @@ export const envSchema = z.object({
 
   UPSTREAM_TIMEOUT_MS: integer("UPSTREAM_TIMEOUT_MS", 100, 600_000).default(10_000),
   UPSTREAM_CONNECTIONS: integer("UPSTREAM_CONNECTIONS", 1, 1024).default(32),
+  UPSTREAM_RETRY_ATTEMPTS: integer("UPSTREAM_RETRY_ATTEMPTS", 1, 10).default(3),
+  UPSTREAM_RETRY_BASE_MS: integer("UPSTREAM_RETRY_BASE_MS", 1, 60_000).default(200),
+  UPSTREAM_RETRY_MAX_DELAY_MS: integer("UPSTREAM_RETRY_MAX_DELAY_MS", 1, 600_000).default(5000),
+  UPSTREAM_MAX_RPS: integer("UPSTREAM_MAX_RPS", 1, 100_000).default(50),
+  UPSTREAM_MAX_CONCURRENT: integer("UPSTREAM_MAX_CONCURRENT", 1, 10_000).default(32),
+  UPSTREAM_CLIENT_RESERVE: integer("UPSTREAM_CLIENT_RESERVE", 0, 10_000).default(5),
+  UPSTREAM_BUDGET_WAIT_MS: integer("UPSTREAM_BUDGET_WAIT_MS", 0, 60_000).default(2000),
+  BREAKER_FAILURE_THRESHOLD: integer("BREAKER_FAILURE_THRESHOLD", 1, 10_000).default(5),
+  BREAKER_COOLDOWN_MS: integer("BREAKER_COOLDOWN_MS", 100, 3_600_000).default(15_000),
+  NOT_FOUND_CACHE_MS: integer("NOT_FOUND_CACHE_MS", 0, 3_600_000).default(30_000),
+  PUBLIC_BASE_URL: z.preprocess(emptyAsUndefined, origin("PUBLIC_BASE_URL").optional()),
+  WEBHOOK_TOKEN_TTL_SECONDS: integer("WEBHOOK_TOKEN_TTL_SECONDS", 60, 30 * 86_400).default(86_400),
 
   WS_MAX_PAYLOAD_BYTES: integer("WS_MAX_PAYLOAD_BYTES", 256, 1_048_576).default(4096),
   WS_MAX_SUBSCRIPTIONS: integer("WS_MAX_SUBSCRIPTIONS", 1, 100_000).default(100),
@@ -155,6 +167,16 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   if (env.NODE_ENV === "production" && env.RUNBLOB_TOKEN === undefined) {
     throw new ConfigError([
       "RUNBLOB_TOKEN=unset: required when NODE_ENV=production (the built-in simulator is for development only)",
+    ]);
+  }
+  if (env.UPSTREAM_MAX_CONCURRENT > env.UPSTREAM_CONNECTIONS) {
+    throw new ConfigError([
+      `UPSTREAM_MAX_CONCURRENT=${env.UPSTREAM_MAX_CONCURRENT}: must be at most UPSTREAM_CONNECTIONS (${env.UPSTREAM_CONNECTIONS}), so a request the budget lets go never waits for a connection`,
+    ]);
+  }
+  if (env.UPSTREAM_CLIENT_RESERVE >= Math.min(env.UPSTREAM_MAX_RPS, env.UPSTREAM_MAX_CONCURRENT)) {
+    throw new ConfigError([
+      `UPSTREAM_CLIENT_RESERVE=${env.UPSTREAM_CLIENT_RESERVE}: must be below UPSTREAM_MAX_RPS (${env.UPSTREAM_MAX_RPS}) and UPSTREAM_MAX_CONCURRENT (${env.UPSTREAM_MAX_CONCURRENT}), or polls could never run`,
     ]);
   }
   const redisChoices = [env.REDIS_URL, env.REDIS_SENTINELS, env.REDIS_CLUSTER_NODES].filter((value) => value !== undefined);

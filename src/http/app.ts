@@ -15,6 +15,7 @@ import { generationsRoutes } from "./routes/generations.js";
 import { eventsRoute } from "./routes/events.js";
 import { websocketRoute } from "./routes/websocket.js";
 import { healthRoutes } from "./routes/health.js";
+import { webhooksRoute } from "./routes/webhooks.js";
 import { demoRoute } from "./routes/demo.js";
 import { browserClientRoutes } from "./routes/browser-client.js";
 import { parseTrustProxy } from "../auth/auth-env.js";
@@ -68,6 +69,7 @@ export async function buildHttpApp(services: RelayServices, logger: Logger): Pro
   await app.register(eventsRoute, options);
   await app.register(websocketRoute, options);
   await app.register(healthRoutes, options);
+  if (services.config.PUBLIC_BASE_URL !== undefined) await app.register(webhooksRoute, options);
   if (services.config.METRICS_PORT === undefined) await app.register(metricsRoute, { metrics: services.metrics });
   if (services.config.DEMO_ENABLED) await app.register(demoRoute);
   await app.register(browserClientRoutes, options);

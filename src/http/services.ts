@@ -1,7 +1,9 @@
 /** What the HTTP layer needs from the rest of the relay; built in src/relay.ts. */
 import type { RedisConnection as Redis } from "../cluster/redis-connection.js";
 import type { Config } from "../config/env.js";
-import type { RunblobClient } from "../upstream/runblob-client.js";
+import type { UpstreamGateway } from "../upstream/upstream-gateway.js";
+import type { WebhookTokens } from "../webhooks/webhook-tokens.js";
+import type { ChangeBus } from "../bus/change-bus.js";
 import type { StatusReader } from "../watch/status-reader.js";
 import type { WatchScheduler } from "../watch/watch-scheduler.js";
 import type { FanoutHub } from "../push/fanout-hub.js";
@@ -12,7 +14,12 @@ import type { Security } from "../auth/security.js";
 
 export interface RelayServices {
   config: Config;
-  client: RunblobClient;
+  /** Runblob behind the breaker, the request budget and retries. */
+  client: UpstreamGateway;
+  /** Carries poll hints from webhooks to the instance holding the poll lease. */
+  bus: ChangeBus;
+  /** Per-generation webhook URLs, used when PUBLIC_BASE_URL is set. */
+  webhookTokens: WebhookTokens;
   reader: StatusReader;
   scheduler: WatchScheduler;
   hub: FanoutHub;

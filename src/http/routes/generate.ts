@@ -6,9 +6,28 @@ import { UpstreamError } from "../../upstream/errors.js";
 import { markRejected, sendDetail, sendUpstreamError } from "../errors.js";
 import { errorResponses, passthroughSerializer, sendUnchecked } from "../openapi.js";
 import type { RelayServices } from "../services.js";
+import type { FastifyBaseLogger } from "fastify";
+import type { GenerateRequest } from "../../wire/generate.js";
+import { newWebhookToken } from "../../webhooks/webhook-tokens.js";
+import { WEBHOOK_PATH_PREFIX } from "./webhooks.js";
 
 /** A 10 MB image is about 13.4 MB as base64; the rest of the body is small. */
 export const GENERATE_BODY_LIMIT = 14 * 1024 * 1024;
+
+function withRelayCallback(body: GenerateRequest, token: string | undefined, services: RelayServices): GenerateRequest {
+  if (token === undefined) return body;
+  const base = services.config.PUBLIC_BASE_URL!.replace(/\/+$/, "");
+  return { ...body, callback_url: `${base}${WEBHOOK_PATH_PREFIX}${token}` };
+}
+
+/** A lost token only loses the fast path: polling still finds the final status. */
+async function saveWebhookToken(services: RelayServices, token: string, generationId: string, log: FastifyBaseLogger): Promise<void> {
+  try {
+    await services.webhookTokens.save(token, generationId);
+  } catch (error) {
+    log.warn({ err: error, generation_id: generationId }, "could not store the webhook token; the generation is polled as usual");
+  }
+}
 
 /** Never retried: the generation may exist and cost money already, so the client is told how to check. */
 const UNCONFIRMED_GENERATE_DETAIL =
@@ -43,9 +62,14 @@ export const generateRoute: FastifyPluginAsyncZod<{ services: RelayServices }> =
       },
     },
     async (request, reply) => {
+      // A client's own callback_url is passed through untouched; otherwise the relay asks for its own webhook.
+      const webhookToken =
+        services.config.PUBLIC_BASE_URL !== undefined && request.body.callback_url === undefined ? newWebhookToken() : undefined;
       let answer;
       try {
-        answer = await services.client.generate(request.body, { requestId: request.id });
+        answer = await services.client.generate(withRelayCallback(request.body, webhookToken, services), {
+          requestId: request.id,
+        });
       } catch (error) {
         if (!(error instanceof UpstreamError)) throw error;
         services.logLimiter.log(
@@ -72,6 +96,7 @@ export const generateRoute: FastifyPluginAsyncZod<{ services: RelayServices }> =
       if (answer.created !== undefined) {
         services.scheduler.watchCreated(answer.created.generation_id);
         await services.security.generationCreated(request, answer.created);
+        if (webhookToken !== undefined) await saveWebhookToken(services, webhookToken, answer.created.generation_id, request.log);
         request.log.info({ generation_id: answer.created.generation_id }, "generation created");
       }
       if (answer.statusCode >= 400) markRejected(reply, "upstream");

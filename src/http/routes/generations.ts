@@ -24,7 +24,7 @@ export const generationsRoutes: FastifyPluginAsyncZod<{ services: RelayServices 
       serializerCompiler: passthroughSerializer,
     },
     async (request, reply) => {
-      const stored = await services.reader.current(request.params.id, { requestId: request.id });
+      const stored = await services.reader.current(request.params.id, { requestId: request.id, priority: "client" });
       return sendUnchecked(reply.type("application/json; charset=utf-8"), 200, stored.json);
     },
   );
