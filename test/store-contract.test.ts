@@ -6,6 +6,7 @@ import { MemoryStatusStore } from "../src/store/memory-store.js";
 import { RedisStatusStore, statusKey } from "../src/store/redis-store.js";
 import type { Observation, RecordResult, StatusStore } from "../src/store/status-store.js";
 import type { UpstreamStatus } from "../src/wire/upstream.js";
+import { crc16, keySlot } from "./support/key-slot.js";
 
 const redisUrl = inject("redisUrl");
 
@@ -334,26 +335,6 @@ describe("stores together", () => {
     expect(redis).toEqual(memory);
   });
 });
-
-/** CRC16/XMODEM, the checksum that Redis Cluster uses for key slots. */
-function crc16(data: Buffer): number {
-  let crc = 0;
-  for (const byte of data) {
-    crc ^= byte << 8;
-    for (let bit = 0; bit < 8; bit++) {
-      crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
-    }
-  }
-  return crc;
-}
-
-/** Computes the Redis Cluster slot of a key: CRC16 of its hash tag (the first non-empty `{...}`), or of the whole key. */
-function keySlot(key: string): number {
-  const open = key.indexOf("{");
-  const close = open === -1 ? -1 : key.indexOf("}", open + 1);
-  const hashed = close > open + 1 ? key.slice(open + 1, close) : key;
-  return crc16(Buffer.from(hashed)) % 16384;
-}
 
 describe("RedisStatusStore", () => {
   it("20 concurrent changes have one winner", async () => {

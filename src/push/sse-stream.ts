@@ -96,7 +96,10 @@ export class SseStream implements Sink, PushConnectionStats {
   }
 
   deliverStatus(_generationId: string, status: EncodedStatus): void {
-    if (this.#ending || this.#ended || status.version <= this.#lastVersion) return;
+    // A final status passes even at a lower version (versions can repeat after a Redis outage), as in
+    // the hub and the WebSocket connection: it ends the stream, so it is written at most once.
+    const final = isFinalStatus(status.stored.status.status);
+    if (this.#ending || this.#ended || (status.version <= this.#lastVersion && !(final && this.#opened))) return;
     if (!this.#opened) {
       if (this.#heldStatus === undefined || status.version > this.#heldStatus.version) this.#heldStatus = status;
       return;
@@ -155,9 +158,11 @@ export class SseStream implements Sink, PushConnectionStats {
       return;
     }
     if (this.#ended) return;
-    this.#ending = true;
+    // Held events first, then the reconnect hint, then the end: #flush ends the response once
+    // #ending is set and nothing is held, so the flag is set only after the hint is written.
     this.#flush(true);
     if (retryMs !== undefined) this.#write(undefined, `retry: ${retryMs}\n\n`);
+    this.#ending = true;
     this.#end();
   }
 

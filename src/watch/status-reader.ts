@@ -75,7 +75,11 @@ export class StatusReader {
       const final = isFinalStatus(stored.status.status);
       const checkedRecently = stored.checkedAtMs !== undefined && this.#now() - stored.checkedAtMs < intervalMs;
       if (final) scheduler.notePolled(generationId, stored);
-      if (final || checkedRecently || scheduler.isFresh(generationId)) return stored;
+      if (final || checkedRecently || scheduler.isFresh(generationId)) {
+        // The scheduler learns the version new subscribers get, even where another instance polls.
+        scheduler.learn(generationId, stored);
+        return stored;
+      }
     }
 
     const notFound = this.#notFoundUntil.get(generationId);

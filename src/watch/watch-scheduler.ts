@@ -178,6 +178,15 @@ export class WatchScheduler {
     this.#drop(entry);
   }
 
+  /**
+   * Records a status this instance handed to subscribers without polling it,
+   * so that versions it numbers itself during a store outage continue above it.
+   */
+  learn(generationId: string, stored: StoredStatus): void {
+    const entry = this.#entries.get(generationId);
+    if (entry !== undefined) this.#learn(entry, stored);
+  }
+
   /** Ends a watch at once, for a generation Runblob does not know. */
   forget(generationId: string): void {
     const entry = this.#entries.get(generationId);
@@ -298,6 +307,7 @@ export class WatchScheduler {
         // Another instance polls it. Check again within half an interval, so
         // this one takes over well inside two intervals if that one dies.
         nextDueAt = startedAt + intervalMs / 2;
+        if (entry.version === undefined) await this.#readStored(entry);
         return;
       }
       if (claim.attempts > maxAttempts) {

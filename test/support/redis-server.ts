@@ -14,6 +14,8 @@ export interface RedisServer {
   stop(): Promise<void>;
   /** Sends SIGKILL without waiting, for exit handlers. */
   kill(): void;
+  /** Resolves once the process has exited, however it was stopped. */
+  exited: Promise<void>;
 }
 
 const NOT_FOUND_MESSAGE =
@@ -26,7 +28,18 @@ const STOP_TIMEOUT_MS = 5_000;
 /** Another process can take the free port before redis-server binds it, so startup retries on a new port. */
 const START_ATTEMPTS = 3;
 
-export async function startRedisServer(): Promise<RedisServer> {
+export interface RedisServerOptions {
+  /**
+   * Port to bind, for a restart on the port that clients already use. Without it, a free port is
+   * picked. A fixed port is tried once, so startup fails when another process uses it.
+   */
+  port?: number;
+}
+
+export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
+  if (options.port !== undefined) {
+    return startOnce(options.port);
+  }
   let lastError: unknown;
   for (let attempt = 1; attempt <= START_ATTEMPTS; attempt++) {
     try {
@@ -71,10 +84,15 @@ async function startOnce(port: number): Promise<RedisServer> {
     throw new Error(`redis-server on port ${port} did not start: ${String(error)}\n${output}`, { cause: error });
   }
 
+  const exited = new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once("exit", () => resolve());
+  });
   return {
     url: `redis://${HOST}:${port}`,
     port,
     kill,
+    exited,
     stop: async () => {
       process.off("exit", kill);
       await stopProcess(child);
@@ -132,7 +150,8 @@ async function stopProcess(child: ChildProcess): Promise<void> {
   }
 }
 
-async function findFreePort(): Promise<number> {
+/** Returns a port that was free on 127.0.0.1 a moment ago. Another process can take it before the caller binds it. */
+export async function findFreePort(): Promise<number> {
   const server = net.createServer();
   server.listen(0, HOST);
   await once(server, "listening");
