@@ -106,7 +106,7 @@ export interface HttpResult {
 }
 
 export interface HttpOptions {
-  method?: "GET" | "POST" | "PUT" | "DELETE";
+  method?: "GET" | "POST" | "PUT" | "DELETE" | "OPTIONS";
   headers?: Record<string, string>;
   /** Sent as JSON with `content-type: application/json` unless `rawBody` is given. */
   json?: unknown;
