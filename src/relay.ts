@@ -104,7 +104,12 @@ export async function createRelay(config: Config, logger: Logger): Promise<Relay
     cooldownMs: config.BREAKER_COOLDOWN_MS,
     clientBudgetWaitMs: config.UPSTREAM_BUDGET_WAIT_MS,
     logger: logger.child({ component: "upstream" }),
+    metrics: {
+      retries: (route) => metrics.upstreamRetries.labels(route).inc(),
+      budgetWaits: (priority) => metrics.budgetWaits.labels(priority).inc(),
+    },
     onBreakerChange: (state) => {
+      metrics.breakerState.set(state === "closed" ? 0 : state === "half_open" ? 1 : 2);
       if (state === "half_open") return;
       bus.publish({ kind: "upstream", state: state === "open" ? "degraded" : "ok" }).catch((error: unknown) => {
         logger.error({ err: error }, "could not publish the upstream state");
@@ -155,6 +160,7 @@ export async function createRelay(config: Config, logger: Logger): Promise<Relay
       ...(redisSubscriber === undefined ? [] : [{ role: "subscriber", connection: redisSubscriber }]),
     ],
     upstreamHealth: client.health,
+    ...(lease instanceof RedisPollLease ? { leases: lease } : {}),
   });
 
   const security = new Security(config, { redis, statusStore: store, reader, logger, logLimiter });

@@ -128,6 +128,26 @@ export class RelayMetrics {
     registers: [this.registry],
   });
 
+  readonly upstreamRetries = new Counter({
+    name: "relay_upstream_retries_total",
+    help: "Runblob reads sent again after a retryable failure, by route.",
+    labelNames: ["route"] as const,
+    registers: [this.registry],
+  });
+
+  readonly budgetWaits = new Counter({
+    name: "relay_upstream_budget_waits_total",
+    help: "Times a request found the request budget spent, by priority (client calls wait, polls are deferred).",
+    labelNames: ["priority"] as const,
+    registers: [this.registry],
+  });
+
+  readonly breakerState = new Gauge({
+    name: "relay_upstream_breaker_state",
+    help: "This instance's circuit breaker for Runblob: 0 closed, 1 half-open (probing), 2 open.",
+    registers: [this.registry],
+  });
+
   readonly #transports: Record<Transport, TransportMetrics>;
 
   constructor() {

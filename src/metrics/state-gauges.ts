@@ -19,7 +19,9 @@ export interface PushConnectionStats {
 }
 
 export interface StateSources {
-  scheduler: { readonly size: number };
+  scheduler: { readonly size: number; readonly pollsInFlight: number; readonly failingCount: number; overdueCount(): number };
+  /** Poll leases this instance holds; absent with a single instance (no leases). */
+  leases?: { readonly held: number };
   hub: { readonly generations: number };
   connections: Record<Transport, Iterable<PushConnectionStats> & { readonly size: number }>;
   /** Redis connections by role; empty when the relay runs with the in-memory store. */
@@ -36,6 +38,42 @@ export function registerStateGauges(registry: Registry, sources: StateSources): 
     registers,
     collect() {
       this.set(sources.scheduler.size);
+    },
+  });
+
+  new Gauge({
+    name: "relay_polls_in_flight",
+    help: "Status polls this instance is making now.",
+    registers,
+    collect() {
+      this.set(sources.scheduler.pollsInFlight);
+    },
+  });
+
+  new Gauge({
+    name: "relay_polls_overdue",
+    help: "Watched generations whose poll is past due and not running (concurrency limit, deferred by budget or breaker).",
+    registers,
+    collect() {
+      this.set(sources.scheduler.overdueCount());
+    },
+  });
+
+  new Gauge({
+    name: "relay_generations_failing",
+    help: "Watched generations whose last poll failed.",
+    registers,
+    collect() {
+      this.set(sources.scheduler.failingCount);
+    },
+  });
+
+  new Gauge({
+    name: "relay_poll_leases_held",
+    help: "Generations this instance holds the poll lease of (polls for the cluster); 0 without Redis.",
+    registers,
+    collect() {
+      this.set(sources.leases?.held ?? 0);
     },
   });
 

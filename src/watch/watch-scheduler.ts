@@ -92,6 +92,26 @@ export class WatchScheduler {
     return this.#entries.size;
   }
 
+  /** Polls running now. */
+  get pollsInFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Watched generations whose last poll failed. */
+  get failingCount(): number {
+    let count = 0;
+    for (const entry of this.#entries.values()) if (entry.failing) count += 1;
+    return count;
+  }
+
+  /** Watched generations past their due time and not polling; O(n), for metrics scrapes. */
+  overdueCount(): number {
+    const now = this.#now();
+    let count = 0;
+    for (const entry of this.#entries.values()) if (!entry.polling && entry.dueAt < now - 100) count += 1;
+    return count;
+  }
+
   isWatched(generationId: string): boolean {
     return this.#entries.has(generationId);
   }
