@@ -4,7 +4,7 @@
  * and everyone else gets exactly the response of an unknown id on REST, SSE,
  * the multi-generation stream and WebSocket, without an upstream request.
  */
-import { randomUUID } from "node:crypto";
+import { createHmac, randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { startSimulator } from "./support/relay-harness.js";
@@ -298,6 +298,21 @@ describe("grants", () => {
     expect((await wsAnswerFor(socket, other)).code).toBe("not_found");
     expect((await httpRequest(`${relay.baseUrl}/v1/sora/generations?grant=${grant}`)).status).toBe(401);
     expect((await httpRequest(`${relay.baseUrl}/v1/sora/generate?grant=${grant}`, { json: { prompt: "p" } })).status).toBe(401);
+  });
+
+  it("minted by the README snippet work", async () => {
+    const id = await createAs("alice");
+    // The README's snippet, which uses node:crypto only.
+    function mintGrantWithoutLibrary(secret: string, userId: string, generationIds: string[], ttlSeconds = 3600): string {
+      const encode = (value: object) => Buffer.from(JSON.stringify(value)).toString("base64url");
+      const now = Math.floor(Date.now() / 1000);
+      const claims = { sub: userId, gen: generationIds, aud: "runblob-relay:grant", iat: now, exp: now + ttlSeconds };
+      const input = `${encode({ alg: "HS256", typ: "JWT" })}.${encode(claims)}`;
+      return `${input}.${createHmac("sha256", secret).update(input).digest("base64url")}`;
+    }
+    const grant = ledger.add(mintGrantWithoutLibrary(grantSecret, "alice", [id]));
+    const status = await httpRequest(`${relay.baseUrl}/v1/sora/generations/${id}`, { headers: { "x-relay-grant": grant } });
+    expect(status.status, status.text).toBe(200);
   });
 
   it("are rejected when expired or forged", async () => {
