@@ -45,7 +45,8 @@ export async function createRequestRateHooks(app: FastifyInstance, config: Confi
       return check(perAddress, request, reply, `${config.RATE_LIMIT_PER_IP} requests per ${config.RATE_LIMIT_WINDOW_SECONDS} s per client address (RATE_LIMIT_PER_IP)`);
     },
     async byUser(request, reply) {
-      if (perUser === undefined || request.principal === null || request.principal.credential === "none") return;
+      // Routes outside the authenticated scope (/docs, say) have no principal at all.
+      if (perUser === undefined || request.principal == null || request.principal.credential === "none") return;
       return check(perUser, request, reply, `${config.RATE_LIMIT_PER_USER} requests per ${config.RATE_LIMIT_WINDOW_SECONDS} s per user (RATE_LIMIT_PER_USER)`);
     },
   };
