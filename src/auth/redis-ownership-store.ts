@@ -43,10 +43,28 @@ export class RedisOwnershipStore implements OwnershipStore {
     }
   }
 
+  /**
+   * Asks Redis first even when the local copy knows the creator, so a
+   * generation created on this instance takes as long to check as an unknown
+   * id and response times tell nothing about which ids exist.
+   */
   async ownerOf(generationId: string): Promise<string | null> {
+    let owner: string | null;
+    try {
+      owner = await this.options.redis.get(this.#ownerKey(generationId));
+    } catch (error) {
+      const local = this.#localOwner(generationId);
+      if (local === null) throw error;
+      return local;
+    }
+    // Null with a local copy: the write to Redis failed, and the creator on this instance still reads it.
+    return owner ?? this.#localOwner(generationId);
+  }
+
+  #localOwner(generationId: string): string | null {
     const local = this.#local.get(generationId);
-    if (local !== undefined && this.#now() - local.createdAtMs < this.options.ttlSeconds * 1000) return local.userId;
-    return this.options.redis.get(this.#ownerKey(generationId));
+    if (local === undefined || this.#now() - local.createdAtMs >= this.options.ttlSeconds * 1000) return null;
+    return local.userId;
   }
 
   async list(userId: string, offset: number, limit: number): Promise<string[]> {
