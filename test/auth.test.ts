@@ -188,6 +188,13 @@ describe("AUTH_MODE=jwt with AUTH_JWT_SECRET", () => {
     expect(userList.json).toEqual([]);
   });
 
+  it("counts rejections as unauthenticated", async () => {
+    expect((await httpRequest(`${relay.baseUrl}/v1/sora/usage`)).status).toBe(401);
+    const metrics = await httpRequest(`${relay.baseUrl}/metrics`);
+    expect(metrics.text).toMatch(/^relay_rejected_requests_total\{reason="unauthenticated"\} [1-9]/m);
+    expect(metrics.text).not.toMatch(/^relay_rejected_requests_total\{reason="upstream"\} [1-9]/m);
+  });
+
   it("keeps health checks public", async () => {
     expect((await httpRequest(`${relay.baseUrl}/healthz`)).status).toBe(200);
     expect((await httpRequest(`${relay.baseUrl}/healthz`, { headers: { authorization: "Basic x" } })).status).toBe(200);

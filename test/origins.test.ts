@@ -69,6 +69,12 @@ describe("a foreign origin", () => {
     await expect(openProbeWebSocket(relay.wsUrl, { cookie, origin: "null" })).rejects.toThrow("HTTP 403");
   });
 
+  it("is counted as forbidden_origin", async () => {
+    await generateWithCookie(FOREIGN_ORIGIN);
+    const metrics = await httpRequest(`${relay.baseUrl}/metrics`);
+    expect(metrics.text).toMatch(/^relay_rejected_requests_total\{reason="forbidden_origin"\} [1-9]/m);
+  });
+
   it("gets 403 on preflight", async () => {
     const preflight = await httpRequest(`${relay.baseUrl}/v1/sora/generate`, {
       method: "OPTIONS",

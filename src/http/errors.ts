@@ -105,6 +105,10 @@ export function rejectionForStatus(statusCode: number): RejectionReason | undefi
       return "not_found";
     case 413:
       return "body_too_large";
+    case 401:
+      return "unauthenticated";
+    case 403:
+      return "forbidden_origin";
     case 429:
       return "rate_limited";
     case 500:

@@ -27,6 +27,8 @@ export const REJECTION_REASONS = [
   "too_many_subscriptions",
   "not_found",
   "upstream",
+  "unauthenticated",
+  "forbidden_origin",
 ] as const;
 export type RejectionReason = (typeof REJECTION_REASONS)[number];
 
