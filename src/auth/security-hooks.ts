@@ -63,7 +63,7 @@ export async function registerSecurity(
   app.addHook("preHandler", async (request, reply) => {
     const policy = policyFor(request.method, request.routeOptions.url);
     const principal = request.principal;
-    if (policy === undefined || principal === null) return;
+    if (policy === undefined || principal == null) return;
 
     // 5. Ownership.
     try {

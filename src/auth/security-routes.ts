@@ -36,7 +36,7 @@ export const securityRoutes: FastifyPluginAsyncZod<{ security: Security }> = asy
       },
     },
     async (request, reply) => {
-      if (security.tickets === undefined || request.principal === null) {
+      if (security.tickets === undefined || request.principal == null) {
         return sendDetail(reply, 404, "tickets are not needed: this relay runs with AUTH_MODE=none and accepts every request");
       }
       const issued = await security.tickets.issue(request.principal);
@@ -59,7 +59,7 @@ export const securityRoutes: FastifyPluginAsyncZod<{ security: Security }> = asy
       },
     },
     async (request, reply) => {
-      if (!security.perUser || request.principal === null) {
+      if (!security.perUser || request.principal == null) {
         return sendDetail(reply, 404, "no usage is counted: this relay runs with AUTH_MODE=none, which has no users and no per-user limits");
       }
       return reply.send(await security.generationLimits.usage(request.principal));

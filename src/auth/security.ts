@@ -33,8 +33,12 @@ import { RedisLimitsStore } from "../limits/redis-limits-store.js";
 
 declare module "fastify" {
   interface FastifyRequest {
-    /** The authenticated caller; null on public routes. */
-    principal: Principal | null;
+    /**
+     * The authenticated caller; null on public routes, and undefined on routes
+     * registered before the security plugin (the OpenAPI documents), whose
+     * requests do not get its decoration.
+     */
+    principal: Principal | null | undefined;
   }
 }
 
@@ -158,7 +162,7 @@ export class Security {
    */
   async generationCreated(request: FastifyRequest, created: GenerateResponse): Promise<void> {
     const principal = request.principal;
-    if (!this.perUser || principal === null) return;
+    if (!this.perUser || principal == null) return;
     await this.ownership.record(created.generation_id, principal.userId, Date.now());
     await this.settleReservation(request, { generationId: created.generation_id, price: created.price });
     request.log.info({ generation_id: created.generation_id, user_id: principal.userId, price: created.price ?? null }, "generation recorded for its creator");
@@ -179,7 +183,7 @@ export class Security {
    */
   subscriptionCheck(request: FastifyRequest): ((generationId: string) => Promise<boolean>) | undefined {
     const principal = request.principal;
-    if (principal === null || this.access.readsAll(principal)) return undefined;
+    if (principal == null || this.access.readsAll(principal)) return undefined;
     return (generationId) => this.access.canRead(principal, generationId);
   }
 
@@ -190,7 +194,7 @@ export class Security {
    */
   async ownGenerations(request: FastifyRequest, query: { limit: number; offset: number }): Promise<unknown[] | undefined> {
     const principal = request.principal;
-    if (principal === null || this.access.readsAll(principal)) return undefined;
+    if (principal == null || this.access.readsAll(principal)) return undefined;
     const ids = await this.ownership.list(principal.userId, query.offset, query.limit);
     const statuses = await Promise.all(ids.map((id) => this.#statusForList(id, request.id)));
     return statuses.filter((status) => status !== undefined).map((stored) => stored.status);
