@@ -15,6 +15,7 @@
  *                       to try the suite on a smaller machine; the report names the factor
  *   --output FILE       report path (default: BENCHMARKS.md in this repository)
  */
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -40,6 +41,17 @@ const SCENARIOS: Record<(typeof SCENARIO_ORDER)[number], Scenario> = {
 };
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+
+/** Names the relay code under test: its commit, and whether the working tree had uncommitted changes. */
+function relayVersion(relayRoot: string): string {
+  try {
+    const commit = execFileSync("git", ["-C", relayRoot, "rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
+    const dirty = execFileSync("git", ["-C", relayRoot, "status", "--porcelain", "--", "src"], { encoding: "utf8" }).trim() !== "";
+    return `commit ${commit}${dirty ? " plus uncommitted changes in src/" : ""}`;
+  } catch {
+    return `${relayRoot} (not a git checkout)`;
+  }
+}
 
 function usage(message: string): never {
   process.stderr.write(`bench: ${message}\nusage: npm run bench -- [--quick] [--profile] [--no-build] [--scale F] [--relay-root DIR] [--output FILE] [${SCENARIO_ORDER.join("|")} ...]\n`);
@@ -84,6 +96,7 @@ async function main(): Promise<void> {
   };
   process.stdout.write(`bench: logs and profiles go to ${runDir}\n`);
   const buildWarning = parsed.values["no-build"] ? undefined : buildRelay(context);
+  const relay = relayVersion(context.relayRoot);
 
   const resultsDir = join(repoRoot, "bench/results");
   const output = resolve(parsed.values.output ?? join(repoRoot, "BENCHMARKS.md"));
@@ -111,6 +124,7 @@ async function main(): Promise<void> {
           name,
           quick: context.quick,
           scale: context.scale,
+          relay,
           machine,
           durationSeconds: (performance.now() - startedAt) / 1000,
           commands: [...context.commands],

@@ -206,6 +206,8 @@ export interface UsageSummary {
   rssEndBytes: number;
   /** CPU time over the window divided by its length, in percent of one core. */
   cpuPercent: number;
+  /** CPU time used in the window, in seconds. */
+  cpuSeconds: number;
 }
 
 /**
@@ -244,6 +246,7 @@ export class UsageSampler {
       rssMaxBytes: this.#rssMax,
       rssEndBytes: this.#rssLast,
       cpuPercent: seconds > 0 ? (100 * (last.cpuSeconds - this.#startCpu)) / seconds : 0,
+      cpuSeconds: last.cpuSeconds - this.#startCpu,
     };
   }
 }

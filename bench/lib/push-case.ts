@@ -30,6 +30,12 @@ export interface PushCase {
   warmupMs: number;
   windowMs: number;
   openPerSecond: number;
+  /**
+   * Handshakes waiting per load generator process. The relay listens with
+   * Node's default backlog of 511, and a relay busy with new subscriptions
+   * drops SYNs past it, which clients see as ETIMEDOUT after retries.
+   */
+  maxInFlight: number;
 }
 
 export interface PushCaseResult {
@@ -41,6 +47,8 @@ export interface PushCaseResult {
   /** Status messages received in the window, and about how many were due (one per subscription per interval). */
   messages: number;
   expectedMessages: number;
+  /** Upstream status requests in the window per generation per poll interval, counted by the simulator. */
+  pollsPerInterval: number;
   latency: { all: LatencySummary; ws: LatencySummary; sse: LatencySummary };
   /** One entry per relay instance. */
   relays: UsageSummary[];
@@ -115,13 +123,15 @@ export async function runPushCase(context: RunContext, spec: PushCase): Promise<
     });
     trackFleet(context, fleet);
 
-    const opened = await fleet.open(connections, spec.openPerSecond);
+    const opened = await fleet.open(connections, spec.openPerSecond, spec.maxInFlight);
     await sleep(spec.warmupMs);
 
     const samplers = relays.map((relay) => new UsageSampler(() => [relay.process.pid]));
     const loadSampler = new UsageSampler(() => fleet!.pids);
+    await simulator.api.resetStats();
     await fleet.measure(Date.now());
     await sleep(spec.windowMs);
+    const upstreamStatusRequests = (await simulator.api.stats()).requests.status ?? 0;
     // Statuses observed just before the window ended are still on their way.
     await sleep(250);
     const report = await fleet.report();
@@ -138,6 +148,7 @@ export async function runPushCase(context: RunContext, spec: PushCase): Promise<
       subscriptions,
       messages: report.statusMessages,
       expectedMessages: Math.round((subscriptions * spec.windowMs) / spec.pollIntervalMs),
+      pollsPerInterval: upstreamStatusRequests / ids.length / (spec.windowMs / spec.pollIntervalMs),
       latency: { all: summarize(report.all), ws: summarize(report.ws), sse: summarize(report.sse) },
       relays: relayUsage,
       loadCpuPercent: loadUsage.cpuPercent,

@@ -27,6 +27,8 @@ export interface ScenarioResult {
   quick: boolean;
   /** The --scale factor of the run; 1 is the documented size. */
   scale: number;
+  /** The relay code under test, e.g. "commit abc1234". */
+  relay: string;
   machine: MachineInfo;
   durationSeconds: number;
   /** Markdown paragraphs: what is measured and how. */
@@ -75,7 +77,7 @@ function renderScenario(result: ScenarioResult): string {
   const parts = [
     `## ${result.title}`,
     "",
-    `Run: \`npm run bench -- ${result.name}${result.quick ? " --quick" : ""}\` (${result.quick ? "quick size" : "full size"}${result.scale === 1 ? "" : `, counts scaled by ${result.scale}`}, ${Math.round(result.durationSeconds)} s). Machine: ${describeMachine(result.machine)}.`,
+    `Run: \`npm run bench -- ${result.name}${result.quick ? " --quick" : ""}\` (${result.quick ? "quick size" : "full size"}${result.scale === 1 ? "" : `, counts scaled by ${result.scale}`}, ${Math.round(result.durationSeconds)} s). Relay: ${result.relay}. Machine: ${describeMachine(result.machine)}.`,
     "",
     ...result.method.flatMap((paragraph) => [paragraph, ""]),
   ];

@@ -5,7 +5,7 @@ import type { RunContext } from "./stack.js";
 import type { ConnectionSpec } from "./worker-protocol.js";
 
 export interface ScenarioOutput {
-  result: Omit<ScenarioResult, "machine" | "durationSeconds" | "commands" | "quick" | "scale" | "name">;
+  result: Omit<ScenarioResult, "machine" | "durationSeconds" | "commands" | "quick" | "scale" | "relay" | "name">;
   /** Charts by file name under bench/results/. */
   charts: Record<string, BarChart>;
 }

@@ -225,6 +225,11 @@ export async function startRelay(context: RunContext, options: RelayOptions): Pr
     LOG_LEVEL: "warn",
     DEMO_ENABLED: "false",
     INSTANCE_ID: options.name,
+    // Every benchmark client connects from 127.0.0.1, so per-address request limits would count them all as one
+    // client; authentication is off so that the numbers show the push path alone. Older relays ignore both.
+    AUTH_MODE: "none",
+    RATE_LIMIT_PER_IP: "0",
+    RATE_LIMIT_PER_USER: "0",
     ...(options.redis === undefined ? {} : { REDIS_URL: options.redis.url }),
     ...options.env,
   };

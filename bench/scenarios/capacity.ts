@@ -54,6 +54,7 @@ function oneInstance(context: RunContext, label: string, connections: number, si
     warmupMs: sizes.warmupMs,
     windowMs,
     openPerSecond: 3000,
+    maxInFlight: 64,
   };
 }
 
@@ -70,6 +71,7 @@ function multiplexCase(context: RunContext, label: string, perSocket: number, si
     warmupMs: sizes.warmupMs,
     windowMs: sizes.windowMs,
     openPerSecond: 2000,
+    maxInFlight: 64,
   };
 }
 
@@ -81,6 +83,7 @@ function row(result: PushCaseResult): Array<string | number> {
     `${result.open.toLocaleString("en-US")} / ${result.planned.toLocaleString("en-US")}`,
     result.subscriptions,
     `${result.messages.toLocaleString("en-US")} / ~${result.expectedMessages.toLocaleString("en-US")}`,
+    result.pollsPerInterval.toFixed(2),
     ms(result.latency.all.p50),
     ms(result.latency.all.p99),
     ms(result.latency.all.max),
@@ -96,6 +99,7 @@ const COLUMNS = [
   "connections open / planned",
   "subscriptions",
   "statuses received / due",
+  "polls per generation per interval",
   "p50 ms",
   "p99 ms",
   "max ms",
@@ -149,6 +153,7 @@ export const capacity: Scenario = {
       warmupMs: sizes.warmupMs,
       windowMs: sizes.windowMs,
       openPerSecond: 3000,
+      maxInFlight: 32,
     });
 
     // Raising the load: more connections on one instance, then more subscriptions per socket.
@@ -210,8 +215,9 @@ export const capacity: Scenario = {
           "Relay instances are pinned to core 0 (in (c), one instance per core); the simulator, Redis and the load generators run " +
             "on core 1 (unpinned in (c)). The load generators hold at most 4,500 connections per process because every process " +
             "may open at most 20,000 files here. (b) raises WS_MAX_SUBSCRIPTIONS to 1000 by environment.",
-          "Statuses due is an estimate (one per subscription per poll interval); a poll that lands inside the same queue step " +
-            "finds no change, so received can be somewhat lower without any loss.",
+          "Statuses due is one per subscription per poll interval, which holds only while every generation is polled once " +
+            "per interval: the polls column is the simulator's count of status requests in the window per generation per " +
+            "interval, so a value below 1.00 means the relay fell behind with polling and fewer changes existed to push.",
         ],
         tables,
         targets,

@@ -245,6 +245,7 @@ export const pushpin: Scenario = {
       warmupMs: sizes.warmupMs,
       windowMs: sizes.windowMs,
       openPerSecond: 3000,
+      maxInFlight: 64,
     });
     const relay: SideResult = {
       system: "relay",
