@@ -12,6 +12,7 @@ import type { RelayHandle, SimulatorHandle } from "./support/relay-harness.js";
 import { CleanupStack, httpRequest, openProbeSse, openProbeWebSocket } from "./support/probe-clients.js";
 import type { HttpResult } from "./support/probe-clients.js";
 import { SecretLedger, bearer, hsToken, randomSecret, sleep } from "./support/auth-support.js";
+import { startRedisServer } from "./support/redis-server.js";
 import { MemoryLimitsStore } from "../src/limits/limits-store.js";
 import type { LimitsStore } from "../src/limits/limits-store.js";
 import { RedisLimitsStore } from "../src/limits/redis-limits-store.js";
@@ -58,6 +59,15 @@ describe("request rate limits", () => {
 
     await sleep(Number(rejected.headers["retry-after"]) * 1000 + 100);
     expect((await httpRequest(`${relay.baseUrl}/v1/sora/usage`, { headers })).status).toBe(200);
+  });
+
+  it("RATE_LIMIT_PER_IP counts proxied clients apart with TRUST_PROXY", async () => {
+    const { relay } = await setup({ RATE_LIMIT_PER_IP: "2", RATE_LIMIT_WINDOW_SECONDS: "60", TRUST_PROXY: "127.0.0.1" });
+    const from = (address: string) => ({ "x-forwarded-for": address });
+    expect((await httpRequest(`${relay.baseUrl}/v1/sora/usage`, { headers: from("203.0.113.1") })).status).toBe(401);
+    expect((await httpRequest(`${relay.baseUrl}/v1/sora/usage`, { headers: from("203.0.113.1") })).status).toBe(401);
+    expectLimit(await httpRequest(`${relay.baseUrl}/v1/sora/usage`, { headers: from("203.0.113.1") }), "RATE_LIMIT_PER_IP");
+    expect((await httpRequest(`${relay.baseUrl}/v1/sora/usage`, { headers: from("203.0.113.2") })).status).toBe(401);
   });
 
   it("RATE_LIMIT_PER_USER holds across instances", async () => {
@@ -148,6 +158,27 @@ describe("generation limits", () => {
       spend_today_usd: { used: "0.2400", limit: "0.2000", resets_at: midnight },
       open_connections: { used: 0, limit: 20 },
     });
+  });
+});
+
+describe("limits without Redis", () => {
+  it("reject generate requests with 503", async () => {
+    const redisServer = await startRedisServer();
+    cleanup.add(() => redisServer.stop());
+    const { sim, relay } = await setup({ REDIS_URL: redisServer.url, REDIS_KEY_PREFIX: "down:" });
+    const headers = await tokenFor("alice");
+    expect((await httpRequest(`${relay.baseUrl}/v1/sora/generate`, { headers, json: { prompt: "with redis" } })).status).toBe(201);
+
+    await redisServer.stop();
+    const before = sim.simulator.stats.requests("generate");
+    const result = await httpRequest(`${relay.baseUrl}/v1/sora/generate`, { headers, json: { prompt: "without redis" } });
+    expect(result.status, result.text).toBe(503);
+    expect(result.json.detail).toMatch(/could not check the generation limits, so no generation was started/);
+    expect(sim.simulator.stats.requests("generate")).toBe(before);
+    // Request rates fail open, so the list gets past them and fails on the ownership store instead.
+    const list = await httpRequest(`${relay.baseUrl}/v1/sora/generations`, { headers });
+    expect(list.status, list.text).toBe(503);
+    expect(list.headers["retry-after"]).toBe("1");
   });
 });
 

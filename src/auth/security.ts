@@ -11,6 +11,7 @@ import type { Config } from "../config/env.js";
 import type { RedisConnection } from "../cluster/redis-connection.js";
 import type { RepeatLimiter } from "../logging/repeat-limiter.js";
 import type { StatusStore, StoredStatus } from "../store/status-store.js";
+import { StoreUnavailableError } from "../watch/status-reader.js";
 import type { StatusReader } from "../watch/status-reader.js";
 import { UpstreamError } from "../upstream/errors.js";
 import type { GenerateResponse } from "../wire/upstream.js";
@@ -195,7 +196,13 @@ export class Security {
   async ownGenerations(request: FastifyRequest, query: { limit: number; offset: number }): Promise<unknown[] | undefined> {
     const principal = request.principal;
     if (principal == null || this.access.readsAll(principal)) return undefined;
-    const ids = await this.ownership.list(principal.userId, query.offset, query.limit);
+    let ids: string[];
+    try {
+      ids = await this.ownership.list(principal.userId, query.offset, query.limit);
+    } catch (error) {
+      // The error handler turns this into 503 with Retry-After and logs it.
+      throw new StoreUnavailableError("the ownership store is unreachable; try again shortly", { cause: error });
+    }
     const statuses = await Promise.all(ids.map((id) => this.#statusForList(id, request.id)));
     return statuses.filter((status) => status !== undefined).map((stored) => stored.status);
   }
