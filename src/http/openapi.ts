@@ -55,6 +55,7 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
         { name: "generations", description: "Runblob's REST API, validated and forwarded" },
         { name: "push", description: "Status changes over WebSocket and Server-Sent Events" },
         { name: "operations", description: "Health, readiness and metrics" },
+        { name: "auth", description: "Stream tickets and the caller's usage against the per-user limits" },
       ],
     },
     // The demo page is HTML for people, not part of the API.
