@@ -18,7 +18,7 @@ export interface BarChart {
 }
 
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"];
-const LABEL_WIDTH = 260;
+const LABEL_WIDTH = 330;
 const PLOT_WIDTH = 460;
 const BAR_HEIGHT = 14;
 const GROUP_GAP = 10;
@@ -29,7 +29,7 @@ function escapeXml(text: string): string {
 
 function formatValue(value: number): string {
   if (!Number.isFinite(value)) return "n/a";
-  if (Math.abs(value) >= 100) return String(Math.round(value));
+  if (Number.isInteger(value) || Math.abs(value) >= 100) return String(Math.round(value));
   if (Math.abs(value) >= 10) return value.toFixed(1);
   return value.toFixed(2);
 }
@@ -46,6 +46,14 @@ export function renderBarChart(chart: BarChart): string {
     const top = Math.log10(maxValue) - Math.log10(minLog);
     return (Math.max(0, Math.log10(value) - Math.log10(minLog)) / top) * PLOT_WIDTH;
   };
+
+  /** Axis ticks: powers of ten on a log axis, quarters of the maximum on a linear one. */
+  const ticks: number[] = [];
+  if (chart.log) {
+    for (let tick = 1; tick <= maxValue * 1.0001; tick *= 10) ticks.push(tick);
+  } else {
+    for (let i = 0; i <= 4; i += 1) ticks.push((maxValue * i) / 4);
+  }
 
   const legendHeight = 20;
   let y = 40 + legendHeight;
@@ -76,7 +84,16 @@ export function renderBarChart(chart: BarChart): string {
       );
     })
     .join("");
-  const height = y + 30;
+  const tickMarks = ticks
+    .map((tick) => {
+      const x = LABEL_WIDTH + scale(tick);
+      return (
+        `<line x1="${x.toFixed(1)}" y1="${40 + legendHeight - 4}" x2="${x.toFixed(1)}" y2="${y}" stroke="#ddd"/>` +
+        `<text x="${x.toFixed(1)}" y="${y + 12}" text-anchor="middle" font-size="10">${escapeXml(formatValue(tick))}</text>`
+      );
+    })
+    .join("");
+  const height = y + 42;
   const width = LABEL_WIDTH + PLOT_WIDTH + 80;
   const axisCaption = `${chart.axis}${chart.log ? " (log scale)" : ""}`;
   return [
@@ -84,9 +101,10 @@ export function renderBarChart(chart: BarChart): string {
     `<rect width="100%" height="100%" fill="white"/>`,
     `<text x="10" y="20" font-size="14" font-weight="bold">${escapeXml(chart.title)}</text>`,
     legend,
+    tickMarks,
     `<line x1="${LABEL_WIDTH}" y1="${40 + legendHeight - 4}" x2="${LABEL_WIDTH}" y2="${y}" stroke="#444"/>`,
     ...parts,
-    `<text x="${LABEL_WIDTH + PLOT_WIDTH / 2}" y="${y + 18}" text-anchor="middle" font-size="11">${escapeXml(axisCaption)}</text>`,
+    `<text x="${LABEL_WIDTH + PLOT_WIDTH / 2}" y="${y + 30}" text-anchor="middle" font-size="11">${escapeXml(axisCaption)}</text>`,
     `</svg>`,
     "",
   ].join("\n");

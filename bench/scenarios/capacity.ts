@@ -191,7 +191,7 @@ export const capacity: Scenario = {
       title: "Push latency from poll response to receipt",
       axis: "ms",
       groups: [caseA, caseB, caseC, ...raised].map((result) => ({
-        label: result.label.length > 40 ? `${result.label.slice(0, 38)}…` : result.label,
+        label: result.label.length > 50 ? `${result.label.slice(0, 48)}…` : result.label,
         bars: [
           { series: "p50", value: result.latency.all.p50 },
           { series: "p99", value: result.latency.all.p99 },
