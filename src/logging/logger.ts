@@ -32,8 +32,11 @@ interface LoggableRequest {
   socket?: { remoteAddress?: string };
 }
 
+/** A webhook URL's last segment is its secret (Runblob signs nothing), so it is never logged. */
+const WEBHOOK_TOKEN_IN_PATH = /^(\/v1\/sora\/webhooks\/)[^/]+/;
+
 function pathOnly(url: string | undefined): string | undefined {
-  return url?.split("?")[0];
+  return url?.split("?")[0]?.replace(WEBHOOK_TOKEN_IN_PATH, "$1[redacted]");
 }
 
 export function loggerOptions(level: string, base: Record<string, unknown> = {}): LoggerOptions {

@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { DURATIONS, IMAGE_MAX_BYTES, ORIENTATIONS, PROMPT_MAX_CHARS } from "./upstream.js";
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const BASE64_ALPHABET = /^[A-Za-z0-9+/]*={0,2}$/;
 const DATA_URL_PREFIX = /^data:image\/(jpeg|png|webp);base64,/;
 
@@ -71,7 +72,14 @@ export const generateRequestSchema = z.strictObject({
   prompt: z
     .string({ error: (issue) => (issue.input === undefined ? "prompt is required" : "prompt must be a string") })
     .min(1, "prompt must have at least 1 character")
-    .max(PROMPT_MAX_CHARS, `prompt must have at most ${PROMPT_MAX_CHARS} characters`),
+    .max(PROMPT_MAX_CHARS, `prompt must have at most ${PROMPT_MAX_CHARS} characters`)
+    .refine((prompt) => prompt.length === 0 || prompt.trim().length > 0, "prompt must contain more than white space")
+    // Lone UTF-16 surrogates and control characters other than tab and line breaks are not text.
+    .refine((prompt) => !LONE_SURROGATE.test(prompt), "prompt contains an unpaired UTF-16 surrogate: send valid Unicode text")
+    .refine(
+      (prompt) => !/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(prompt),
+      "prompt contains a control character: only tab, line feed and carriage return are allowed",
+    ),
   orientation: z
     .enum(ORIENTATIONS, { error: `orientation must be "9:16" (portrait) or "16:9" (landscape)` })
     .optional(),

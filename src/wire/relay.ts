@@ -6,12 +6,15 @@
 import { z } from "zod";
 import { upstreamStatusSchema } from "./upstream.js";
 
-export const generationIdSchema = z.uuid({
-  error: (issue) =>
-    typeof issue.input === "string"
-      ? `invalid generation_id ${JSON.stringify(issue.input.slice(0, 80))}: expected a UUID`
-      : "generation_id must be a UUID string",
-});
+/** A generation id, lowercased, so case variants of one id share its cache, polls and ownership. */
+export const generationIdSchema = z
+  .uuid({
+    error: (issue) =>
+      typeof issue.input === "string"
+        ? `invalid generation_id ${JSON.stringify(issue.input.slice(0, 80))}: expected a UUID`
+        : "generation_id must be a UUID string",
+  })
+  .toLowerCase();
 
 /** Runblob's status object plus the relay's `version` and `updated_at`. */
 export const relayStatusSchema = upstreamStatusSchema.extend({

@@ -55,6 +55,10 @@ export const eventsRoute: FastifyPluginAsyncZod<{ services: RelayServices }> = a
         throw error;
       }
 
+      // A client that went away during the read is gone for good: its stream already released
+      // itself from the hub, and registering it now would keep it forever.
+      if (stream.ended || reply.raw.destroyed) return reply;
+
       // 204 tells EventSource to stop reconnecting: the client already has the final status.
       if (isFinalStatus(stored.status.status) && stored.status.version <= lastEventId) {
         stream.close();
