@@ -672,8 +672,9 @@ describe("relay cluster on one Redis", () => {
       `SIGTERM leave, interval ${intervalMs} ms: leases released ${Math.round(releaseMs)} ms after the signal, process exited after ` +
         `${Math.round(exit.at - termAt)} ms; takeover of ${leavingOwned.length} generations after the release ${describeTimes(takeovers)}`,
     );
-    // The staying instance retries the lease every half interval.
-    expect(Math.max(...takeovers)).toBeLessThanOrEqual(0.5 * intervalMs + 200);
+    // The staying instance retries the lease every half interval, so takeover needs no lease to expire
+    // (that would take up to 1.25 intervals); the margin up to one interval is for a loaded machine.
+    expect(Math.max(...takeovers)).toBeLessThanOrEqual(intervalMs);
     const afterLeave = await leaseOwners(redis, prefix, leavingOwned);
     for (const id of leavingOwned) expect(afterLeave.get(id), `lease owner of ${id}`).toBe(staying.instanceId);
     expect(staying.isRunning()).toBe(true);

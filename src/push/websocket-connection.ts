@@ -124,7 +124,7 @@ export class WebSocketConnection implements Sink, PushConnectionStats {
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
       const field = issue.path.join(".");
-      const message = field === "" || issue.message.startsWith(field) ? issue.message : `${field}: ${issue.message}`;
+      const message = field === "" || issue.message.includes(field) ? issue.message : `${field}: ${issue.message}`;
       this.#sendError(field === "generation_id" ? "invalid_generation_id" : "invalid_message", message);
       return;
     }
