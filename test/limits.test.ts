@@ -117,6 +117,30 @@ describe("generation limits", () => {
     expect((await httpRequest(`${relay.baseUrl}/v1/sora/generate`, { headers, json: { prompt: "accepted" } })).status).toBe(201);
   });
 
+  it("frees the slot of a refused generate whose client left", async () => {
+    const { sim, relay } = await setup({ GENERATIONS_PER_HOUR: "1" });
+    const headers = await tokenFor("alice");
+    // Runblob refuses after 500 ms, when the client has already left.
+    sim.simulator.control.setLatency(500);
+    sim.simulator.control.injectFaults("generate", [{ status: 402, body: JSON.stringify({ detail: "INSUFFICIENT_CREDITS" }), contentType: "application/json" }]);
+    const controller = new AbortController();
+    const abandoned = fetch(`${relay.baseUrl}/v1/sora/generate`, {
+      method: "POST",
+      headers: { ...headers, "content-type": "application/json" },
+      body: JSON.stringify({ prompt: "abandoned" }),
+      signal: controller.signal,
+    }).catch(() => undefined);
+    await sleep(100);
+    controller.abort();
+    await abandoned;
+    await sleep(1000);
+    sim.simulator.control.setLatency(0);
+
+    const usage = await httpRequest(`${relay.baseUrl}/v1/sora/usage`, { headers });
+    expect(usage.json.generations_this_hour.used).toBe(0);
+    expect(usage.json.active_generations.used).toBe(0);
+  });
+
   it("MAX_ACTIVE_GENERATIONS frees a slot on a final status", async () => {
     const { sim, relay } = await setup({ ...redisEnv(), MAX_ACTIVE_GENERATIONS: "1" });
     const headers = await tokenFor("alice");

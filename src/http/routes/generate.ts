@@ -80,8 +80,14 @@ export const generateRoute: FastifyPluginAsyncZod<{ services: RelayServices }> =
           "generate request failed upstream",
         );
         const unconfirmed = error.kind !== "http" || (error.statusCode ?? 0) >= 500;
+        // Settled here, not only when the response is sent: a client that left meanwhile gets no
+        // response, and its limit slot would stay taken until it expired.
+        await services.security.settleReservation(request, unconfirmed ? "unknown" : "rejected");
         if (unconfirmed) return sendDetail(reply, 502, UNCONFIRMED_GENERATE_DETAIL);
         return sendUpstreamError(reply, error);
+      }
+      if (answer.created === undefined) {
+        await services.security.settleReservation(request, answer.statusCode >= 500 ? "unknown" : "rejected");
       }
 
       if (answer.statusCode === 401 || answer.statusCode === 403) {
