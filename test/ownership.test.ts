@@ -280,6 +280,15 @@ describe("grants", () => {
     expect((await wsAnswerFor(socket, id)).type).toBe("status");
   });
 
+  it("match ids whatever their case", async () => {
+    const id = await createAs("alice");
+    const grant = ledger.add(await mintGrant(grantSecret, "bob", [id.toUpperCase()]));
+    expect((await httpRequest(`${relay.baseUrl}/v1/sora/generations/${id}?grant=${grant}`)).status).toBe(200);
+    expect((await httpRequest(`${relay.baseUrl}/v1/sora/generations/${id.toUpperCase()}?grant=${grant}`)).status).toBe(200);
+    const own = await httpRequest(`${relay.baseUrl}/v1/sora/generations/${id.toUpperCase()}`, { headers: bearer(tokens.alice) });
+    expect(own.status, own.text).toBe(200);
+  });
+
   it("open nothing beyond their ids", async () => {
     const granted = await createAs("alice");
     const other = await createAs("alice");

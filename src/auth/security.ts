@@ -164,7 +164,8 @@ export class Security {
   async generationCreated(request: FastifyRequest, created: GenerateResponse): Promise<void> {
     const principal = request.principal;
     if (!this.perUser || principal == null) return;
-    await this.ownership.record(created.generation_id, principal.userId, Date.now());
+    // Lowercased like the ids of requests, which generationIdSchema normalizes.
+    await this.ownership.record(created.generation_id.toLowerCase(), principal.userId, Date.now());
     await this.settleReservation(request, { generationId: created.generation_id, price: created.price });
     request.log.info({ generation_id: created.generation_id, user_id: principal.userId, price: created.price ?? null }, "generation recorded for its creator");
   }

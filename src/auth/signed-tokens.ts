@@ -16,6 +16,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { SignJWT, errors, jwtVerify } from "jose";
+import { z } from "zod";
 import type { JWTPayload } from "jose";
 import { generationIdSchema } from "../wire/relay.js";
 import { CredentialError, userPrincipal } from "./principal.js";
@@ -101,14 +102,15 @@ export class GrantVerifier {
     } catch (error) {
       throw signedTokenError("grant", error, "ask the application for a new one");
     }
-    const ids = payload.gen;
-    if (!Array.isArray(ids) || ids.length === 0 || ids.length > MAX_GRANT_IDS || !ids.every((id) => generationIdSchema.safeParse(id).success)) {
+    // Parsed like the ids of requests (lowercased), so an id matches whatever its case in the grant.
+    const ids = z.array(generationIdSchema).min(1).max(MAX_GRANT_IDS).safeParse(payload.gen);
+    if (!ids.success) {
       throw new CredentialError(401, `invalid grant: gen must list 1-${MAX_GRANT_IDS} generation ids (UUIDs)`, "invalid_token", "grant_ids");
     }
     if (typeof payload.sub !== "string" || payload.sub.length === 0) {
       throw new CredentialError(401, "invalid grant: sub must name the user", "invalid_token", "grant_subject");
     }
-    return { userId: payload.sub, generationIds: new Set(ids as string[]) };
+    return { userId: payload.sub, generationIds: new Set(ids.data) };
   }
 }
 
