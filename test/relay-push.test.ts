@@ -69,6 +69,7 @@ describe.each(storeKinds)("relay push with $name", ({ env }) => {
     await sleep(intervalMs * 10);
     const elapsedIntervals = (performance.now() - started) / intervalMs;
     const polls = sim.simulator.stats.statusRequests(id);
+    console.log(`50 WebSocket + 50 SSE subscribers: ${polls} status requests in ${elapsedIntervals.toFixed(2)} intervals of ${intervalMs} ms`);
 
     // One poll per interval, give or take the poll at each edge of the window.
     expect(polls).toBeGreaterThanOrEqual(Math.floor(elapsedIntervals) - 1);
