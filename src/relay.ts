@@ -290,7 +290,13 @@ async function createCoordination(
     if (wasReady) resync?.();
     wasReady = true;
   });
-  await Promise.race([bus.ready(), new Promise((resolve) => setTimeout(resolve, REDIS_START_TIMEOUT_MS))]);
+  // Starting while Redis is down is allowed: the subscription completes in the background.
+  let startTimer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    bus.ready().catch(() => undefined),
+    new Promise((resolve) => (startTimer = setTimeout(resolve, REDIS_START_TIMEOUT_MS))),
+  ]);
+  clearTimeout(startTimer);
   const budget = new RedisRequestBudget({
     redis: connections.command,
     keyPrefix: prefix,

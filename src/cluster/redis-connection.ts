@@ -19,6 +19,12 @@ export interface RedisConnections {
   close(): Promise<void>;
 }
 
+/**
+ * The subscriber queues SUBSCRIBE until Redis answers, however long that takes: a relay started
+ * while Redis is down subscribes once it is up, and ioredis subscribes again after each reconnect.
+ */
+const SUBSCRIBER_OPTIONS: RedisOptions = { enableOfflineQueue: true, maxRetriesPerRequest: null };
+
 function hostPorts(list: string): Array<{ host: string; port: number }> {
   return list.split(",").map((entry) => {
     const separator = entry.lastIndexOf(":");
@@ -46,10 +52,10 @@ export function openRedisConnections(config: Config, logger: Logger): RedisConne
   } else if (config.REDIS_SENTINELS !== undefined) {
     const sentinelOptions = { ...common, sentinels: hostPorts(config.REDIS_SENTINELS), name: config.REDIS_SENTINEL_NAME };
     command = new Redis({ ...sentinelOptions, connectionName: "relay" });
-    subscriber = new Redis({ ...sentinelOptions, enableOfflineQueue: true, connectionName: "relay-subscriber" });
+    subscriber = new Redis({ ...sentinelOptions, ...SUBSCRIBER_OPTIONS, connectionName: "relay-subscriber" });
   } else {
     command = new Redis(config.REDIS_URL!, { ...common, connectionName: "relay" });
-    subscriber = new Redis(config.REDIS_URL!, { ...common, enableOfflineQueue: true, connectionName: "relay-subscriber" });
+    subscriber = new Redis(config.REDIS_URL!, { ...common, ...SUBSCRIBER_OPTIONS, connectionName: "relay-subscriber" });
   }
 
   logStateChanges(command, "commands", logger);
