@@ -58,6 +58,38 @@ export interface PushCaseResult {
   /** Lines of relay logs that report errors (EMFILE and others), counted by message. */
   relayLogErrors: Record<string, number>;
   hotFunctions: HotFunction[][];
+  /** Set when the case could not run to the end; the other fields are then empty. */
+  failure?: string;
+}
+
+const NO_LATENCY = { samples: 0, p50: Number.NaN, p99: Number.NaN, max: Number.NaN };
+
+/** Runs a case, and turns a failure into a result that names the error, so one failed case does not lose the others. */
+export async function runPushCaseOrReport(context: RunContext, spec: PushCase): Promise<PushCaseResult> {
+  try {
+    return await runPushCase(context, spec);
+  } catch (error) {
+    const message = error instanceof Error ? error.message.split("\n")[0]! : String(error);
+    process.stderr.write(`bench: case ${spec.label} failed: ${message}\n`);
+    return {
+      label: spec.label,
+      planned: 0,
+      open: 0,
+      openFailures: {},
+      subscriptions: 0,
+      messages: 0,
+      expectedMessages: 0,
+      pollsPerInterval: Number.NaN,
+      latency: { all: NO_LATENCY, ws: NO_LATENCY, sse: NO_LATENCY },
+      relays: [],
+      loadCpuPercent: Number.NaN,
+      errorCodes: {},
+      closeReasons: {},
+      relayLogErrors: {},
+      hotFunctions: [],
+      failure: message,
+    };
+  }
 }
 
 function subscriptionCount(specs: readonly ConnectionSpec[]): number {

@@ -6,6 +6,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describeMachine, type MachineInfo } from "./machine.js";
+import { BENCH_UPSTREAM_MAX_RPS } from "./stack.js";
 import { renderBarChart, type BarChart } from "./svg.js";
 
 export interface Table {
@@ -109,6 +110,11 @@ export function writeReport(path: string, resultsDir: string): void {
     "the run named in its section, on the machine described there; other work on that machine (see the",
     "load average) adds noise. The relay, the simulator, redis-server, Pushpin and the load generators",
     "each run in their own processes on 127.0.0.1.",
+    "",
+    "Every relay instance runs from `dist/main.js` with `NODE_ENV=production`, `LOG_LEVEL=warn`, `AUTH_MODE=none` and",
+    `\`RATE_LIMIT_PER_IP=0\` (all benchmark clients share one loopback address), and with \`UPSTREAM_MAX_RPS=${BENCH_UPSTREAM_MAX_RPS}\` and`,
+    "`UPSTREAM_MAX_CONCURRENT=128` and `UPSTREAM_CONNECTIONS=128` in place of the defaults 50, 32 and 32: the default request budget would let one instance",
+    "poll only about 225 generations every 5 s. Other settings are the defaults unless a scenario names them.",
     "",
     quick
       ? "**Quick run** (`--quick`): measurement windows are short (tens of seconds), so percentiles rest on\nfewer samples than a full run, and the load is not raised to find limits beyond one step."

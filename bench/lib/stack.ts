@@ -198,6 +198,9 @@ export async function startRedis(context: RunContext, cpus?: string): Promise<Re
   return { process: managed, port, url: `redis://127.0.0.1:${port}` };
 }
 
+/** Upstream requests per second the relay may start in the benchmark: room for 2,000 generations polled every 5 s, and reads. */
+export const BENCH_UPSTREAM_MAX_RPS = 5000;
+
 export interface RelayHandle {
   process: ManagedProcess;
   port: number;
@@ -230,6 +233,11 @@ export async function startRelay(context: RunContext, options: RelayOptions): Pr
     AUTH_MODE: "none",
     RATE_LIMIT_PER_IP: "0",
     RATE_LIMIT_PER_USER: "0",
+    // The simulator has no rate limit of its own. The default request budget (UPSTREAM_MAX_RPS=50) stands in for
+    // Runblob's and would cap polling at about 225 generations per 5 s interval, below the scenarios' sizes.
+    UPSTREAM_MAX_RPS: String(BENCH_UPSTREAM_MAX_RPS),
+    UPSTREAM_MAX_CONCURRENT: "128",
+    UPSTREAM_CONNECTIONS: "128",
     ...(options.redis === undefined ? {} : { REDIS_URL: options.redis.url }),
     ...options.env,
   };
