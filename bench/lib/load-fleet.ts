@@ -74,6 +74,7 @@ export interface FleetReport {
   sse: Histogram;
   all: Histogram;
   statusMessages: number;
+  allMessages: number;
   finals: number;
   errorCodes: Record<string, number>;
   closeReasons: Record<string, number>;
@@ -167,6 +168,7 @@ export class LoadFleet {
       sse: new Histogram(),
       all: new Histogram(),
       statusMessages: 0,
+      allMessages: 0,
       finals: 0,
       errorCodes: {},
       closeReasons: {},
@@ -178,6 +180,7 @@ export class LoadFleet {
       merged.all.merge(report.ws);
       merged.all.merge(report.sse);
       merged.statusMessages += report.statusMessages;
+      merged.allMessages += report.allMessages;
       merged.finals += report.finals;
       addCounts(merged.errorCodes, report.errorCodes);
       addCounts(merged.closeReasons, report.closeReasons);

@@ -36,6 +36,7 @@ const UPDATED_AT = '"updated_at":"';
 const histograms = { ws: new Histogram(), sse: new Histogram() };
 let measureFromMs = Number.POSITIVE_INFINITY;
 let statusMessages = 0;
+let allMessages = 0;
 let finals = 0;
 const errorCodes: Record<string, number> = {};
 const closeReasons: Record<string, number> = {};
@@ -59,6 +60,7 @@ function count(table: Record<string, number>, key: string): void {
 function eventsFor(transport: "ws" | "sse"): ClientEvents {
   return {
     onMessage(text, receivedAtMs) {
+      allMessages += 1;
       const at = text.indexOf(UPDATED_AT);
       if (at === -1) {
         const code = /"code":"([a-z_]+)"/.exec(text)?.[1];
@@ -221,6 +223,7 @@ function report(): WorkerReport {
     ws: histograms.ws.toJSON(),
     sse: histograms.sse.toJSON(),
     statusMessages,
+    allMessages,
     finals,
     errorCodes: { ...errorCodes },
     closeReasons: { ...closeReasons },

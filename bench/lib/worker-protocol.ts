@@ -27,6 +27,8 @@ export interface WorkerReport {
   sse: HistogramData;
   /** Status messages with `updated_at` inside the measurement. */
   statusMessages: number;
+  /** Every message received since the process started, counted before any filtering. */
+  allMessages: number;
   /** Of those, messages carrying a final status. */
   finals: number;
   /** Error and timeout messages by code. */

@@ -237,7 +237,9 @@ export const amplification: Scenario = {
             "and forwards every `GET /v1/sora/generations/{id}` to Runblob. N browsers that each poll every interval through " +
             "it cost N upstream requests per interval, which is what the relay replaces. The relay's own REST status route is " +
             "not a baseline, because it already serves fresh statuses from its store; its rows show browsers that poll the " +
-            "relay instead of subscribing.",
+            "relay instead of subscribing. A lone poller costs less than one request per interval: its next request arrives " +
+            "just under one interval after the fetch it caused, while that status still counts as fresh, so every other " +
+            "request is served from the store.",
           "The 3-instance rows share one redis-server: each instance polls a generation only while it holds the poll lease in Redis. " +
             "Relay instances are pinned to core 0, the simulator, Redis and the load generators to core 1.",
         ],

@@ -163,7 +163,7 @@ async function runPushpin(context: RunContext, sizes: Sizes): Promise<SideResult
   try {
     await waitFor(async () => (await httpStatus(ports.origin, "/healthz")) === 200, 20_000, () => `origin did not start:\n${logTail(origin)}`);
     await waitFor(
-      async () => (await httpStatus(ports.http, ssePath(ids[0]!).replace("/events", "/none"))) === 404,
+      async () => (await httpStatus(ports.http, "/__bench/ready")) === 404,
       30_000,
       () => `pushpin did not start:\n${logTail(pushpin)}`,
     );
@@ -213,7 +213,7 @@ async function runPushpin(context: RunContext, sizes: Sizes): Promise<SideResult
       latency: report.all.summary(),
       usage,
       notes:
-        `${processes} processes (RSS and CPU summed); open failures: ${counts(opened.failures)}; ` +
+        `${processes} processes (RSS and CPU summed); ${report.allMessages} messages in all; open failures: ${counts(opened.failures)}; ` +
         `connections ended: ${counts(report.closeReasons)}; publisher: ${logTail(publisher, 1)}`,
     };
   } finally {
@@ -255,7 +255,9 @@ export const pushpin: Scenario = {
       expected: relayCase.expectedMessages,
       latency: relayCase.latency.all,
       usage: relayCase.relays[0]!,
-      notes: `1 process; open failures: ${counts(relayCase.openFailures)}; connections ended: ${counts(relayCase.closeReasons)}`,
+      notes:
+        `1 process; ${relayCase.pollsPerInterval.toFixed(2)} polls per generation per interval; ` +
+        `open failures: ${counts(relayCase.openFailures)}; connections ended: ${counts(relayCase.closeReasons)}`,
     };
     const pushpinSide = await runPushpin(context, sizes);
 
@@ -320,7 +322,15 @@ export const pushpin: Scenario = {
         ],
         tables: [table],
         targets: [],
-        findings: [],
+        findings: pushpinSide.messages < pushpinSide.expected / 2
+          ? [
+              `NOTE: Pushpin's subscribers received ${pushpinSide.messages.toLocaleString("en-US")} statuses of about ` +
+                `${pushpinSide.expected.toLocaleString("en-US")} due, so its latency is missing from this run. Its handler log ` +
+                "(pushpin-handler.log in the run directory) shows each publish with all of its receivers. The same " +
+                "configuration, clients and publisher delivered everything when started from a standalone script, and the " +
+                "harness delivered everything at 900 subscribers; the cause is not found yet.",
+            ]
+          : [],
         charts: ["pushpin.svg"],
       },
       charts: { "pushpin.svg": chart },
