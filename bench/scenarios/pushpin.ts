@@ -322,13 +322,15 @@ export const pushpin: Scenario = {
         ],
         tables: [table],
         targets: [],
-        findings: pushpinSide.messages < pushpinSide.expected / 2
+        findings: pushpinSide.messages < pushpinSide.expected * 0.9
           ? [
               `NOTE: Pushpin's subscribers received ${pushpinSide.messages.toLocaleString("en-US")} statuses of about ` +
-                `${pushpinSide.expected.toLocaleString("en-US")} due, so its latency is missing from this run. Its handler log ` +
-                "(pushpin-handler.log in the run directory) shows each publish with all of its receivers. The same " +
-                "configuration, clients and publisher delivered everything when started from a standalone script, and the " +
-                "harness delivered everything at 900 subscribers; the cause is not found yet.",
+                `${pushpinSide.expected.toLocaleString("en-US")} due in the window (p50 ${ms(pushpinSide.latency.p50)} ms), so ` +
+                "its row does not show Pushpin working normally. Its handler log (pushpin-handler.log in the run directory) " +
+                "lists every publish with all of its receivers; at log_level=3 it also shows the published messages waiting for " +
+                "zhttp credits from condure and going out in bulk much later. The same configuration, clients and publisher " +
+                "delivered everything on time when started from a standalone script, and this harness did so at 900 " +
+                "subscribers, so the cause is in how this run drives Pushpin and is not found yet.",
             ]
           : [],
         charts: ["pushpin.svg"],
