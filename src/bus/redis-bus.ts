@@ -79,9 +79,19 @@ export class RedisChangeBus implements ChangeBus {
       this.logger.info({ channel: this.channel }, "change bus subscribed");
     });
     this.subscribed.catch((error: unknown) => {
-      this.logger.error({ err: error, channel: this.channel }, "change bus failed to subscribe");
+      this.logger.error({ err: error, channel: this.channel }, "change bus failed to subscribe; subscribing again once Redis is reachable");
     });
+    // ioredis renews only subscriptions that once succeeded, so one that failed (Redis down at
+    // start-up) is sent again on every reconnect; SUBSCRIBE to a channel already subscribed is harmless.
+    this.subscriber.on("ready", this.resubscribe);
   }
+
+  private readonly resubscribe = (): void => {
+    if (this.closed) return;
+    this.subscriber.subscribe(this.channel).catch((error: unknown) => {
+      this.logger.warn({ err: error, channel: this.channel }, "change bus failed to subscribe again");
+    });
+  };
 
   /** Resolves once Redis has acknowledged SUBSCRIBE. Events published before that can be missed. */
   ready(): Promise<void> {
@@ -140,6 +150,7 @@ export class RedisChangeBus implements ChangeBus {
     this.closed = true;
     this.handler = null;
     this.subscriber.off("message", this.handleMessage);
+    this.subscriber.off("ready", this.resubscribe);
 
     await this.subscribed.catch(() => undefined);
     if (this.subscriber.status === "end") {

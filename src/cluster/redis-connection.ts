@@ -19,11 +19,8 @@ export interface RedisConnections {
   close(): Promise<void>;
 }
 
-/**
- * The subscriber queues SUBSCRIBE until Redis answers, however long that takes: a relay started
- * while Redis is down subscribes once it is up, and ioredis subscribes again after each reconnect.
- */
-const SUBSCRIBER_OPTIONS: RedisOptions = { enableOfflineQueue: true, maxRetriesPerRequest: null };
+/** The subscriber keeps an offline queue, so SUBSCRIBE sent while it connects waits for the connection. */
+const SUBSCRIBER_OPTIONS: RedisOptions = { enableOfflineQueue: true };
 
 function hostPorts(list: string): Array<{ host: string; port: number }> {
   return list.split(",").map((entry) => {
@@ -64,10 +61,29 @@ export function openRedisConnections(config: Config, logger: Logger): RedisConne
     command,
     subscriber,
     async close() {
-      await Promise.all([command, subscriber].map((connection) => connection.quit().catch(() => connection.disconnect())));
+      await Promise.all([command, subscriber].map(closeConnection));
     },
   };
 }
+
+/**
+ * QUIT when Redis is reachable, so pending replies arrive; otherwise, or when QUIT takes longer than
+ * a second, drop the connection. QUIT on a disconnected subscriber would wait in its offline queue
+ * for as long as Redis stays down.
+ */
+async function closeConnection(connection: RedisConnection): Promise<void> {
+  if (connection.status === "ready") {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      connection.quit().catch(() => undefined),
+      new Promise((resolve) => (timer = setTimeout(resolve, QUIT_TIMEOUT_MS))),
+    ]);
+    clearTimeout(timer);
+  }
+  connection.disconnect();
+}
+
+const QUIT_TIMEOUT_MS = 1000;
 
 /** Resolves once the connection is ready, or after `timeoutMs` (the relay then starts degraded). */
 export async function waitUntilReady(connection: RedisConnection, timeoutMs: number): Promise<boolean> {
