@@ -48,9 +48,12 @@ export interface Relay {
   metrics: RelayMetrics;
   /** Origin of the separate metrics server once listening, when METRICS_PORT is set. */
   readonly metricsUrl: string | undefined;
-  /** Graceful stop: clients are told to reconnect, polls finish, connections close. */
+  /** Stops gracefully: clients get a reconnect hint, polls finish, connections close. */
   close(): Promise<void>;
 }
+
+/** Values of the relay_upstream_breaker_state gauge. */
+const BREAKER_STATE_VALUES = { closed: 0, half_open: 1, open: 2 } as const;
 
 /** Reconnect delay suggested to SSE clients on shutdown; spread so they do not all return at once. */
 const SHUTDOWN_RETRY_MS = () => 1000 + Math.floor(Math.random() * 4000);
@@ -109,7 +112,7 @@ export async function createRelay(config: Config, logger: Logger): Promise<Relay
       budgetWaits: (priority) => metrics.budgetWaits.labels(priority).inc(),
     },
     onBreakerChange: (state) => {
-      metrics.breakerState.set(state === "closed" ? 0 : state === "half_open" ? 1 : 2);
+      metrics.breakerState.set(BREAKER_STATE_VALUES[state]);
       if (state === "half_open") return;
       bus.publish({ kind: "upstream", state: state === "open" ? "degraded" : "ok" }).catch((error: unknown) => {
         logger.error({ err: error }, "could not publish the upstream state");

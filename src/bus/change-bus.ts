@@ -6,7 +6,7 @@ import type { StoredStatus } from "../store/status-store.js";
 
 export interface StatusChange extends StoredStatus {
   generationId: string;
-  /** Milliseconds since the epoch when the poll answer arrived, for push latency metrics. */
+  /** Milliseconds since the epoch when the poll response arrived, for push latency metrics. */
   observedAtMs: number;
 }
 
@@ -16,9 +16,9 @@ export type WatchEvent =
   | { kind: "timeout"; generationId: string }
   | { kind: "not_found"; generationId: string }
   | { kind: "upstream_error"; generationId: string; message: string }
-  /** Runblob may have a newer status (a webhook said so): the instance that holds the lease polls at once. */
+  /** Runblob may have a newer status (a webhook reported it): the instance that holds the lease polls at once. */
   | { kind: "poll_hint"; generationId: string }
-  /** An instance's circuit breaker opened ("degraded") or closed ("ok"); told to every subscriber. */
+  /** An instance's circuit breaker opened ("degraded") or closed ("ok"), sent to every subscriber. */
   | { kind: "upstream"; state: "degraded" | "ok" };
 
 /** The generation an event is about, or undefined for events about Runblob as a whole. */

@@ -1,13 +1,13 @@
 /** The one error type for everything that can go wrong talking to Runblob. */
 
 export type UpstreamErrorKind =
-  /** Runblob answered with a non-2xx status. */
+  /** Runblob responded with a non-2xx status. */
   | "http"
-  /** No complete answer within the timeout. */
+  /** No complete response within the timeout. */
   | "timeout"
   /** Connection refused, reset or closed early. */
   | "network"
-  /** A 2xx answer whose body is not the documented JSON, or any body too large to read. */
+  /** A 2xx response whose body is not the documented JSON, or any body too large to read. */
   | "invalid_response";
 
 export class UpstreamError extends Error {

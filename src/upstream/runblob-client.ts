@@ -33,11 +33,11 @@ export interface RequestContext {
   requestId?: string;
 }
 
-/** An upstream answer passed through to the client as it came (status code and JSON body). */
+/** An upstream response passed through to the client as it came (status code and JSON body). */
 export interface PassthroughResponse<T = unknown> {
   statusCode: number;
   body: T;
-  /** Runblob's Retry-After, in ms, when the answer carried one. */
+  /** Runblob's Retry-After, in ms, when the response carried one. */
   retryAfterMs?: number;
 }
 
@@ -82,7 +82,7 @@ export class RunblobClient {
   async #getStatus(generationId: string, context: RequestContext): Promise<UpstreamStatus> {
     const path = `/v1/sora/generations/${encodeURIComponent(generationId)}/`;
     const { statusCode, body, retryAfterMs } = await this.#send("GET", path, undefined, MAX_STATUS_BODY_BYTES, context);
-    if (statusCode !== 200) throw httpError(statusCode, body, `status of generation ${generationId}`, retryAfterMs);
+    if (statusCode !== 200) throw httpError(statusCode, body, `status request for generation ${generationId}`, retryAfterMs);
 
     const parsed = upstreamStatusSchema.safeParse(body);
     if (!parsed.success) {
@@ -120,7 +120,7 @@ export class RunblobClient {
     if (!created.success) {
       throw new UpstreamError(
         "invalid_response",
-        "Runblob accepted the generate request but its answer has no generation_id",
+        "Runblob accepted the generate request but its response has no generation_id",
         answer.statusCode,
       );
     }
@@ -256,7 +256,7 @@ async function readLimited(body: Dispatcher.ResponseData["body"], maxBytes: numb
     size += (chunk as Buffer).length;
     if (size > maxBytes) {
       body.destroy();
-      throw new UpstreamError("invalid_response", `Runblob's answer is larger than ${maxBytes} bytes`);
+      throw new UpstreamError("invalid_response", `Runblob's response is larger than ${maxBytes} bytes`);
     }
     chunks.push(chunk as Buffer);
   }
@@ -283,7 +283,7 @@ function parseJsonBody(text: string, statusCode: number, method: string, path: s
 function httpError(statusCode: number, body: unknown, what: string, retryAfterMs?: number): UpstreamError {
   const detail = typeof body === "object" && body !== null ? (body as { detail?: unknown }).detail : undefined;
   const reason = typeof detail === "string" ? `: ${detail}` : "";
-  return new UpstreamError("http", `Runblob answered HTTP ${statusCode} for the ${what}${reason}`, statusCode, detail, { retryAfterMs });
+  return new UpstreamError("http", `Runblob responded with HTTP ${statusCode} to the ${what}${reason}`, statusCode, detail, { retryAfterMs });
 }
 
 function transportError(error: unknown, method: string, path: string, timeoutMs: number): UpstreamError {
@@ -294,7 +294,7 @@ function transportError(error: unknown, method: string, path: string, timeoutMs:
     error instanceof undiciErrors.ConnectTimeoutError ||
     (error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError"));
   if (timedOut) {
-    return new UpstreamError("timeout", `Runblob did not answer ${method} ${path} within ${timeoutMs} ms`, null, undefined, {
+    return new UpstreamError("timeout", `Runblob did not respond to ${method} ${path} within ${timeoutMs} ms`, null, undefined, {
       cause: error,
     });
   }

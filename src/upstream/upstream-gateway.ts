@@ -87,9 +87,9 @@ export class UpstreamGateway {
   list(query: { limit: number; offset: number }, context: GatewayContext = {}): Promise<PassthroughResponse> {
     return this.#read("list", context, async () => {
       const answer = await this.#options.client.list(query, context);
-      // Passthrough answers carry errors as status codes; retryable ones become errors here.
+      // Passthrough responses carry errors as status codes, so retryable ones become errors here.
       if ([408, 429, 502, 503, 504].includes(answer.statusCode)) {
-        throw new UpstreamError("http", `Runblob answered HTTP ${answer.statusCode} to the list request`, answer.statusCode, undefined, {
+        throw new UpstreamError("http", `Runblob responded with HTTP ${answer.statusCode} to the list request`, answer.statusCode, undefined, {
           retryAfterMs: answer.retryAfterMs,
         });
       }
@@ -97,7 +97,7 @@ export class UpstreamGateway {
     });
   }
 
-  /** Never retried: a lost answer may have created and charged a generation. */
+  /** Never retried: a lost response may have created and charged a generation. */
   async generate(request: GenerateRequest, context: RequestContext = {}): Promise<PassthroughResponse & { created?: GenerateResponse }> {
     return this.#guarded("client", () => this.#options.client.generate(request, context));
   }

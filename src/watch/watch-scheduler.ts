@@ -52,7 +52,7 @@ interface WatchEntry {
   graceUntil: number;
   /** Stored version as last written or read by this instance; undefined until read from the store. */
   version: number | undefined;
-  /** Latest status this instance knows, from its own polls, the bus or a read. */
+  /** Latest status this instance has, from its own polls, the bus or a read. */
   latest: StoredStatus | undefined;
   /** Highest version delivered to this instance's subscribers. */
   maxSeen: number;
@@ -126,7 +126,7 @@ export class WatchScheduler {
     return entry.polling || this.#now() - entry.lastPolledAt < this.#options.intervalMs;
   }
 
-  /** The latest status this instance knows of a watched generation, for reads while the store is unreachable. */
+  /** Returns the latest status this instance has of a watched generation, for reads while the store is unreachable. */
   latest(generationId: string): StoredStatus | undefined {
     return this.#entries.get(generationId)?.latest;
   }
@@ -213,7 +213,7 @@ export class WatchScheduler {
     if (entry !== undefined) this.#finish(entry);
   }
 
-  /** Every generation this instance watches, for a re-read after the bus missed messages. */
+  /** Returns every generation this instance watches, for a re-read after the bus missed messages. */
   watchedIds(): string[] {
     return [...this.#entries.keys()];
   }
