@@ -796,6 +796,27 @@ describe("stale poller", () => {
   });
 });
 
+describe("poll lease attempts", () => {
+  it("refunds an unsent attempt, holder only", async () => {
+    const keyPrefix = uniquePrefix();
+    const logger = pino({ level: "silent" });
+    const redis = connectRedis(redisServer.url);
+    const holder = new RedisPollLease({ redis, keyPrefix, instanceId: "holder", leaseMs: 5000, attemptsTtlMs: 60_000, logger });
+    const other = new RedisPollLease({ redis, keyPrefix, instanceId: "other", leaseMs: 5000, attemptsTtlMs: 60_000, logger });
+
+    const GENERATION_ID = "0b6e2a1c-5d4f-4c3b-8a29-6f1e0d9c8b7a";
+    expect(await holder.claim(GENERATION_ID)).toEqual({ granted: true, attempts: 1 });
+    expect(await holder.claim(GENERATION_ID)).toEqual({ granted: true, attempts: 2 });
+    await holder.refund(GENERATION_ID);
+    expect(await holder.claim(GENERATION_ID)).toEqual({ granted: true, attempts: 2 });
+
+    // An instance without the lease cannot lower the count.
+    await other.refund(GENERATION_ID);
+    expect(await other.claim(GENERATION_ID)).toEqual({ granted: false, attempts: 2 });
+    await holder.release(GENERATION_ID, true);
+  });
+});
+
 describe("Redis keys", () => {
   it("keys of one generation share one slot", async () => {
     const { sim } = await startQuietSimulator();

@@ -201,6 +201,30 @@ describe("request budget", () => {
     expect(neverPolled.length).toBeLessThanOrEqual(ids.length * 0.1);
   });
 
+  it("counts only sent polls as attempts", async () => {
+    const maxAttempts = 3;
+    const { sim, relay } = await setup({
+      UPSTREAM_MAX_RPS: "6",
+      UPSTREAM_CLIENT_RESERVE: "1",
+      POLL_INTERVAL_MS: "100",
+      POLL_MAX_ATTEMPTS: String(maxAttempts),
+      POLL_CONCURRENCY: "50",
+      WS_MAX_MESSAGES_PER_SECOND: "100000",
+    });
+    const ids = Array.from({ length: 20 }, () => sim.simulator.control.create());
+    const socket = track(await openWebSocket(relay.wsUrl));
+    for (const id of ids) socket.send({ type: "subscribe", generation_id: id });
+    // The budget allows 5 polls per second against 200 asked for, so most polls are deferred many times.
+    await socket.waitFor((m) => m.type === "timeout", 15_000, "a first timeout");
+    await sleep(2000);
+
+    const timedOut = socket.received.filter((m) => m.type === "timeout").map((m) => String(m.generation_id));
+    const requests = timedOut.map((id) => sim.simulator.stats.statusRequests(id));
+    console.log(`attempts: ${timedOut.length} generations timed out after ${requests.join(", ")} status requests`);
+    // A deferred poll is taken back, so a watch times out only after maxAttempts requests really reached Runblob.
+    for (const count of requests) expect(count).toBeGreaterThanOrEqual(maxAttempts);
+  });
+
   it("lets client calls through while polls use the budget", async () => {
     const { sim, relay } = await setup({
       UPSTREAM_MAX_RPS: "40",

@@ -26,6 +26,14 @@ redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return {1, attempts}
 `;
 
+/** KEYS[1] lease, KEYS[2] attempts. ARGV[1] instance id. Takes one attempt back while this instance holds the lease. */
+const REFUND_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] and tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then
+  return redis.call('DECR', KEYS[2])
+end
+return -1
+`;
+
 /** KEYS[1] lease, KEYS[2] attempts. ARGV[1] instance id, ARGV[2] "1" to delete the attempt count too. */
 const RELEASE_SCRIPT = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -39,6 +47,7 @@ return 0
 interface LeaseCommands {
   relayClaimPoll(lease: string, attempts: string, instanceId: string, leaseMs: number, attemptsTtlMs: number): Promise<[number, number]>;
   relayReleasePoll(lease: string, attempts: string, instanceId: string, forget: string): Promise<number>;
+  relayRefundPoll(lease: string, attempts: string, instanceId: string): Promise<number>;
 }
 
 export interface RedisPollLeaseOptions {
@@ -67,6 +76,7 @@ export class RedisPollLease implements PollLease {
   constructor(options: RedisPollLeaseOptions) {
     options.redis.defineCommand("relayClaimPoll", { numberOfKeys: 2, lua: CLAIM_SCRIPT });
     options.redis.defineCommand("relayReleasePoll", { numberOfKeys: 2, lua: RELEASE_SCRIPT });
+    options.redis.defineCommand("relayRefundPoll", { numberOfKeys: 2, lua: REFUND_SCRIPT });
     this.#redis = options.redis as Redis & LeaseCommands;
     this.#options = options;
     this.#fallback = new LocalPollLease(options.attemptsTtlMs);
@@ -95,6 +105,20 @@ export class RedisPollLease implements PollLease {
         logger.error({ err: error }, "cannot reach Redis for poll leases; polling locally watched generations from this instance");
       }
       return { granted: true, attempts: this.#fallback.countAttempt(generationId) };
+    }
+  }
+
+  async refund(generationId: string): Promise<void> {
+    if (this.#failing) {
+      this.#fallback.uncountAttempt(generationId);
+      return;
+    }
+    const [lease, attempts] = leaseKeys(this.#options.keyPrefix, generationId);
+    try {
+      await this.#redis.relayRefundPoll(lease, attempts, this.#options.instanceId);
+    } catch (error) {
+      // One attempt too many is counted; the watch still ends at most one poll early.
+      this.#options.logger.debug({ err: error, generation_id: generationId }, "could not take back a poll attempt");
     }
   }
 

@@ -20,6 +20,7 @@ import type { FanoutHub, Sink } from "./fanout-hub.js";
 import { EncodedStatus, SSE_HEADERS, SSE_KEEPALIVE, sseEventFrame } from "./frames.js";
 import type { StoredStatus } from "../store/status-store.js";
 import { UpstreamError } from "../upstream/errors.js";
+import { StatusPendingError } from "../watch/status-reader.js";
 import { CURSOR_DONE } from "../wire/relay.js";
 import type { StreamPosition } from "../wire/relay.js";
 import { isFinalStatus } from "../wire/upstream.js";
@@ -169,7 +170,8 @@ export class MultiSseStream implements Sink {
   }
 
   #failFirst(generationId: string, error: unknown): void {
-    if (!this.#isActive(generationId)) return;
+    // Nothing known yet: the scheduler's next poll publishes the first status to this stream.
+    if (!this.#isActive(generationId) || error instanceof StatusPendingError) return;
     if (error instanceof UpstreamError && error.statusCode === 404) {
       this.deliverError(generationId, "not_found", "generation not found");
       return;

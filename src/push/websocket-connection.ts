@@ -16,6 +16,7 @@ import type { WebSocket } from "ws";
 import type { FastifyBaseLogger as Logger } from "fastify";
 import type { FanoutHub, Sink } from "./fanout-hub.js";
 import { EncodedStatus, wsErrorFrame, wsTimeoutFrame, wsUpstreamFrame } from "./frames.js";
+import { StatusPendingError } from "../watch/status-reader.js";
 import type { StatusReader } from "../watch/status-reader.js";
 import { UpstreamError } from "../upstream/errors.js";
 import { clientMessageSchema } from "../wire/relay.js";
@@ -247,7 +248,7 @@ export class WebSocketConnection implements Sink, PushConnectionStats {
     this.#subscriptions.set(generationId, afterVersion);
     this.hub.add(generationId, this);
 
-    this.reader.current(generationId).then(
+    this.reader.current(generationId, { handOffToScheduler: true }).then(
       (stored) => {
         if (!this.#subscriptions.has(generationId)) return;
         // A version below after_version, with nothing sent since, means the store lost its history
@@ -268,7 +269,8 @@ export class WebSocketConnection implements Sink, PushConnectionStats {
   }
 
   #failSubscription(generationId: string, error: unknown): void {
-    if (!this.#subscriptions.has(generationId)) return;
+    // Nothing known yet: the scheduler's next poll publishes the first status to this subscription.
+    if (!this.#subscriptions.has(generationId) || error instanceof StatusPendingError) return;
     if (error instanceof UpstreamError && error.statusCode === 404) {
       this.#forget(generationId);
       this.#sendError("not_found", "generation not found", generationId);

@@ -14,6 +14,8 @@ export interface PollClaim {
 export interface PollLease {
   /** Claims or renews the lease; never throws (an implementation that cannot reach its backend grants locally). */
   claim(generationId: string): Promise<PollClaim>;
+  /** Takes back the attempt counted by this instance's last granted claim, for a poll that was never sent. */
+  refund(generationId: string): Promise<void>;
   /** Gives the lease up, and forgets the attempt count once `forget` is set (the watch is over for good). */
   release(generationId: string, forget?: boolean): Promise<void>;
   /** Releases every lease this instance holds, so others take over at once (graceful leave). */
@@ -45,6 +47,16 @@ export class LocalPollLease implements PollLease {
     this.#attempts.set(generationId, { count, expiresAt: now + this.attemptsTtlMs });
     if (this.#attempts.size > 1024 && count === 1) this.#sweep(now);
     return count;
+  }
+
+  async refund(generationId: string): Promise<void> {
+    this.uncountAttempt(generationId);
+  }
+
+  /** Takes one counted poll back; also used by the Redis lease while Redis is unreachable. */
+  uncountAttempt(generationId: string): void {
+    const current = this.#attempts.get(generationId);
+    if (current !== undefined && current.count > 0) current.count -= 1;
   }
 
   async release(generationId: string, forget = false): Promise<void> {

@@ -18,6 +18,18 @@ import type { UpstreamStatus } from "../wire/upstream.js";
  */
 export interface ReaderContext extends RequestContext {
   priority?: RequestPriority;
+  /**
+   * Set by subscribers, which get every change from the hub. When the budget
+   * defers the read of a watched generation, the generation joins the
+   * scheduler's queue (oldest due first) instead of waiting. current() then
+   * returns the stored status, however old, or rejects with StatusPendingError.
+   */
+  handOffToScheduler?: boolean;
+}
+
+/** Error for a status not known yet, which the scheduler's next poll publishes; not a failure. */
+export class StatusPendingError extends Error {
+  override readonly name = "StatusPendingError";
 }
 
 /** How long a subscriber's first read waits for the request budget before it fails. */
@@ -90,20 +102,27 @@ export class StatusReader {
 
     let pending = this.#inFlight.get(generationId);
     if (pending === undefined) {
-      pending = this.#fetch(generationId, stored?.status.version ?? 0, context).finally(() =>
+      pending = this.#fetch(generationId, stored, context).finally(() =>
         this.#inFlight.delete(generationId),
       );
       this.#inFlight.set(generationId, pending);
     }
-    return pending;
+    if (context.handOffToScheduler === true) return pending;
+    // A caller that needs a status now does not take the hand-off of a subscriber read it shared.
+    return pending.catch((error: unknown) => {
+      if (error instanceof StatusPendingError) return this.#fetch(generationId, stored, context);
+      throw error;
+    });
   }
 
-  async #fetch(generationId: string, expectedVersion: number, context: ReaderContext): Promise<StoredStatus> {
+  async #fetch(generationId: string, stale: StoredStatus | null, context: ReaderContext): Promise<StoredStatus> {
     const { store, client, bus, scheduler, logger } = this.#options;
+    const expectedVersion = stale?.status.version ?? 0;
     let upstream;
     try {
       upstream = await this.#ask(client, generationId, context);
     } catch (error) {
+      if (error instanceof StatusPendingError && stale !== null) return stale;
       // An unknown id ends the watch its first subscriber started, so it is not polled again.
       if (error instanceof UpstreamError && error.statusCode === 404) {
         scheduler.forget(generationId);
@@ -134,7 +153,10 @@ export class StatusReader {
     return stored;
   }
 
-  /** Asks Runblob, waiting out budget deferrals of low-priority reads up to SUBSCRIBER_BUDGET_WAIT_MS. */
+  /**
+   * Asks Runblob, waiting out budget deferrals of low-priority reads up to
+   * SUBSCRIBER_BUDGET_WAIT_MS, or handing the read to the scheduler (see ReaderContext).
+   */
   async #ask(client: StatusReaderOptions["client"], generationId: string, context: ReaderContext): Promise<UpstreamStatus> {
     const priority = context.priority ?? "poll";
     const deadline = Date.now() + SUBSCRIBER_BUDGET_WAIT_MS;
@@ -143,6 +165,9 @@ export class StatusReader {
         return await client.getStatus(generationId, { ...context, priority });
       } catch (error) {
         if (!(error instanceof UpstreamDeferredError)) throw error;
+        if (context.handOffToScheduler === true && this.#options.scheduler.expedite(generationId)) {
+          throw new StatusPendingError("status not known yet: the next poll publishes it");
+        }
         if (Date.now() + error.retryInMs > deadline) {
           throw new UpstreamUnavailableError("Runblob is failing or the relay's request budget is spent; try again shortly", error.retryInMs);
         }

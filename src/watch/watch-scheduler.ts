@@ -138,6 +138,17 @@ export class WatchScheduler {
     this.#schedule(entry, this.#now());
   }
 
+  /**
+   * Moves a watched generation's next poll to now, keeping its place among
+   * polls already overdue. Returns false when the generation is not watched.
+   */
+  expedite(generationId: string): boolean {
+    const entry = this.#entries.get(generationId);
+    if (entry === undefined) return false;
+    if (!entry.polling && entry.dueAt > this.#now()) this.#schedule(entry, this.#now());
+    return true;
+  }
+
   /** Counts a local subscriber in; the first one starts the watch. */
   addSubscriber(generationId: string): void {
     const entry = this.#ensure(generationId);
@@ -358,10 +369,12 @@ export class WatchScheduler {
       if (isFinalStatus(result.stored.status.status)) this.#finish(entry);
     } catch (error) {
       if (error instanceof UpstreamDeferredError) {
-        // Not sent (breaker open or budget spent): the entry keeps its place, oldest due first,
-        // and every poll waits until a request may go again.
+        // Not sent, because the breaker is open or the budget is spent. The attempt is taken back so
+        // deferrals never time a watch out, the entry keeps its place (oldest due first), and every
+        // poll waits until a request may go again.
         nextDueAt = entry.dueAt;
         this.#pauseUntil(startedAt + error.retryInMs);
+        await lease.refund(generationId);
       } else {
         await this.#handlePollError(entry, error);
       }

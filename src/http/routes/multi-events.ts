@@ -68,7 +68,7 @@ export const multiEventsRoute: FastifyPluginAsyncZod<{ services: RelayServices }
       stream.open(
         reply.getHeaders(),
         RECONNECT_DELAY_MS,
-        (generationId) => services.reader.current(generationId, { requestId: request.id }),
+        (generationId) => services.reader.current(generationId, { requestId: request.id, handOffToScheduler: true }),
         services.security.deniedIds(request),
       );
     },
