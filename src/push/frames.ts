@@ -5,6 +5,7 @@
  */
 import type { StoredStatus } from "../store/status-store.js";
 import type { ErrorCode } from "../wire/relay.js";
+import { textFrame } from "./websocket-wire.js";
 
 /** Headers of every SSE response. `X-Accel-Buffering: no` stops nginx from buffering the stream. */
 export const SSE_HEADERS = {
@@ -25,6 +26,7 @@ export const SSE_KEEPALIVE = Buffer.from(": keep-alive\n\n");
  */
 export class EncodedStatus {
   #ws: Buffer | undefined;
+  #wsWire: Buffer | undefined;
   #sse: Buffer | undefined;
   #sseData: Buffer | undefined;
 
@@ -37,6 +39,12 @@ export class EncodedStatus {
   get wsFrame(): Buffer {
     this.#ws ??= Buffer.from(`{"type":"status","generation":${this.stored.json}}`);
     return this.#ws;
+  }
+
+  /** The WebSocket message as a complete frame, header included, for writing to many sockets. */
+  get wsWireFrame(): Buffer {
+    this.#wsWire ??= textFrame(this.wsFrame);
+    return this.#wsWire;
   }
 
   get sseFrame(): Buffer {

@@ -109,10 +109,12 @@ export class SseStream implements Sink, PushConnectionStats {
     if (this.#mustHold()) {
       const replaced = this.#pending.holdStatus(this.generationId, status.sseFrame);
       if (replaced > 0) this.context.metrics.conflated.inc(replaced);
+      if (final) this.#finish();
+    } else if (final) {
+      this.#finishWith("status", status.sseFrame);
     } else {
       this.#write("status", status.sseFrame);
     }
-    if (isFinalStatus(status.stored.status.status)) this.#finish();
   }
 
   /** Advisory, so a congested stream skips it rather than queueing it. */
@@ -172,9 +174,21 @@ export class SseStream implements Sink, PushConnectionStats {
       this.#heldEnding = { type, frame };
       return;
     }
-    if (this.#mustHold()) this.#pending.holdEnd(this.generationId, { type, frame });
-    else this.#write(type, frame);
-    this.#finish();
+    if (this.#mustHold()) {
+      this.#pending.holdEnd(this.generationId, { type, frame });
+      this.#finish();
+    } else {
+      this.#finishWith(type, frame);
+    }
+  }
+
+  /** Writes the last event and ends the response in the same write (one syscall for both). */
+  #finishWith(type: PushMessageType, frame: Buffer | string): void {
+    if (this.#ending || this.#ended) return;
+    this.#ending = true;
+    this.hub.remove(this.generationId, this);
+    this.#write(type, frame, true);
+    this.#dispose();
   }
 
   /** Accepts no more events and ends the response once the held ones are written. */
@@ -212,10 +226,11 @@ export class SseStream implements Sink, PushConnectionStats {
   }
 
   /**
-   * Writes one event (`type`) or comment (`type` undefined), or drops the
-   * stream when the client stopped reading and its unsent data passed the limit.
+   * Writes one event (`type`) or comment (`type` undefined), and ends the
+   * response with it when `last` is set. Drops the stream instead when the
+   * client stopped reading and its unsent data passed the limit.
    */
-  #write(type: PushMessageType | undefined, chunk: Buffer | string): void {
+  #write(type: PushMessageType | undefined, chunk: Buffer | string, last = false): void {
     if (this.#ended) return;
     const { metrics } = this.context;
     if (this.response.writableLength > this.limits.maxBufferedBytes) {
@@ -232,7 +247,8 @@ export class SseStream implements Sink, PushConnectionStats {
       this.#dispose();
       return;
     }
-    this.response.write(chunk);
+    if (last) this.response.end(chunk);
+    else this.response.write(chunk);
     if (type !== undefined) metrics.messages[type].inc();
     metrics.bytes.inc(typeof chunk === "string" ? Buffer.byteLength(chunk) : chunk.length);
   }

@@ -26,6 +26,7 @@ import type { PushMessageType, RejectionReason, TransportMetrics } from "../metr
 import type { PushConnectionStats } from "../metrics/state-gauges.js";
 import type { RepeatLimiter } from "../logging/repeat-limiter.js";
 import { PendingMessages } from "./pending-messages.js";
+import { sendText } from "./websocket-wire.js";
 
 export interface WebSocketLimits {
   maxSubscriptions: number;
@@ -146,7 +147,7 @@ export class WebSocketConnection implements Sink, PushConnectionStats {
     else this.#subscriptions.set(generationId, status.version);
 
     if (!this.#mustHold()) {
-      this.#write("status", status.wsFrame);
+      this.#write("status", status.wsFrame, status.wsWireFrame);
       return;
     }
     const replaced = this.#pending.holdStatus(generationId, status.wsFrame);
@@ -346,7 +347,8 @@ export class WebSocketConnection implements Sink, PushConnectionStats {
    * reading and its unsent data passed the limit, so one slow browser cannot
    * grow the relay's memory.
    */
-  #write(type: PushMessageType, frame: Buffer | string): void {
+  /** Writes one message; `wire` is the same message already framed, shared by every subscriber of a change. */
+  #write(type: PushMessageType, frame: Buffer | string, wire?: Buffer): void {
     if (this.#closed || this.socket.readyState !== this.socket.OPEN) return;
     if (this.socket.bufferedAmount > this.limits.maxBufferedBytes) {
       this.context.logLimiter.log(
@@ -363,7 +365,7 @@ export class WebSocketConnection implements Sink, PushConnectionStats {
       this.socket.terminate();
       return;
     }
-    this.socket.send(frame, { binary: false });
+    sendText(this.socket, frame, wire);
     const { metrics } = this.context;
     metrics.messages[type].inc();
     metrics.bytes.inc(typeof frame === "string" ? Buffer.byteLength(frame) : frame.length);
