@@ -330,7 +330,10 @@ export class WatchScheduler {
     entry.polling = true;
     this.#inFlight += 1;
     const startedAt = this.#now();
-    let nextDueAt = startedAt + intervalMs;
+    // The next poll is one interval after this one's due time, not after its start, so polls
+    // started late (a busy event loop) do not stretch every later interval. It still waits
+    // half an interval at least, so a poll long overdue is not followed by another at once.
+    let nextDueAt = Math.max(entry.dueAt + intervalMs, startedAt + intervalMs / 2);
 
     try {
       const claim = await lease.claim(generationId);
