@@ -29,6 +29,7 @@ import { UpstreamGateway } from "./upstream/upstream-gateway.js";
 import { MemoryWebhookTokens, RedisWebhookTokens } from "./webhooks/webhook-tokens.js";
 import type { WebhookTokens } from "./webhooks/webhook-tokens.js";
 import { WatchScheduler } from "./watch/watch-scheduler.js";
+import { applyConnectionCap, connectionCap, openFileLimit } from "./http/connection-cap.js";
 import { StatusReader } from "./watch/status-reader.js";
 import { FanoutHub } from "./push/fanout-hub.js";
 import { ConnectionRegistry } from "./push/connection-registry.js";
@@ -199,7 +200,10 @@ export async function createRelay(config: Config, logger: Logger): Promise<Relay
       return metricsUrl;
     },
     async listen() {
+      const cap = connectionCap(config.MAX_CONNECTIONS, openFileLimit());
+      applyConnectionCap(app.server, cap, { logger, logLimiter, rejected: metrics.connectionsRefused });
       const address = await app.listen({ host: config.HOST, port: config.PORT });
+      logger.info({ max_connections: cap ?? "none" }, "connection cap set");
       if (metricsApp !== undefined) metricsUrl = await metricsApp.listen({ host: config.HOST, port: config.METRICS_PORT });
       connections.start();
       security.start();

@@ -98,6 +98,7 @@ export const envSchema = z.object({
   SSE_KEEPALIVE_MS: integer("SSE_KEEPALIVE_MS", 1000, 15_000).default(15_000),
   MAX_BUFFERED_BYTES: integer("MAX_BUFFERED_BYTES", 16_384, 1_073_741_824).default(1_048_576),
   PUSH_CONFLATE_BYTES: z.preprocess(emptyAsUndefined, integer("PUSH_CONFLATE_BYTES", 1024, 1_073_741_824).optional()),
+  MAX_CONNECTIONS: z.preprocess(emptyAsUndefined, integer("MAX_CONNECTIONS", 0, 10_000_000).optional()),
   METRICS_PORT: z.preprocess(emptyAsUndefined, integer("METRICS_PORT", 0, 65535).optional()),
   SHUTDOWN_TIMEOUT_MS: integer("SHUTDOWN_TIMEOUT_MS", 0, 600_000).default(10_000),
 

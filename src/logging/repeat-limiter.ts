@@ -9,7 +9,7 @@ import type { Logger } from "pino";
 type Level = "error" | "warn" | "info";
 
 /** Anything with pino's level methods: the relay's logger, a child, or a Fastify request logger. */
-type LevelLogger = Pick<Logger, Level>;
+export type LevelLogger = Pick<Logger, Level>;
 
 interface KeyState {
   windowStartedAt: number;

@@ -108,6 +108,12 @@ export class RelayMetrics {
     registers: [this.registry],
   });
 
+  readonly connectionsRefused = new Counter({
+    name: "relay_connections_refused_total",
+    help: "TCP connections closed on arrival because this instance had MAX_CONNECTIONS open.",
+    registers: [this.registry],
+  });
+
   readonly slowConsumerDisconnects = new Counter({
     name: "relay_push_slow_consumer_disconnects_total",
     help: "Connections dropped because the client stopped reading and its unsent data passed MAX_BUFFERED_BYTES.",
