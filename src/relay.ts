@@ -200,7 +200,7 @@ export async function createRelay(config: Config, logger: Logger): Promise<Relay
       return metricsUrl;
     },
     async listen() {
-      const cap = connectionCap(config.MAX_CONNECTIONS, openFileLimit());
+      const cap = connectionCap(config.MAX_CONNECTIONS, openFileLimit(), config.UPSTREAM_CONNECTIONS);
       applyConnectionCap(app.server, cap, { logger, logLimiter, rejected: metrics.connectionsRefused });
       const address = await app.listen({ host: config.HOST, port: config.PORT });
       logger.info({ max_connections: cap ?? "none" }, "connection cap set");

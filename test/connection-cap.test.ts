@@ -39,20 +39,20 @@ describe("open-file limit", () => {
 });
 
 describe("connection cap", () => {
-  it("keeps a reserve under the file limit", () => {
-    expect(connectionCap(undefined, 20_000)).toBe(20_000 - FILE_RESERVE);
+  it("keeps Runblob's and a reserve free", () => {
+    expect(connectionCap(undefined, 20_000, 64)).toBe(20_000 - 64 - FILE_RESERVE);
   });
 
   it("prefers MAX_CONNECTIONS", () => {
-    expect(connectionCap(500, 20_000)).toBe(500);
+    expect(connectionCap(500, 20_000, 64)).toBe(500);
   });
 
   it("turns off with 0", () => {
-    expect(connectionCap(0, 20_000)).toBeUndefined();
+    expect(connectionCap(0, 20_000, 64)).toBeUndefined();
   });
 
   it("is off without any limit", () => {
-    expect(connectionCap(undefined, undefined)).toBeUndefined();
+    expect(connectionCap(undefined, undefined, 64)).toBeUndefined();
   });
 });
 

@@ -12,7 +12,7 @@ import type { Server } from "node:net";
 import type { Counter } from "prom-client";
 import type { LevelLogger, RepeatLimiter } from "../logging/repeat-limiter.js";
 
-/** Open files kept free under the limit for Redis, Runblob, logs and the process itself. */
+/** Open files kept free under the limit for Redis, logs and the process itself, besides the Runblob connections. */
 export const FILE_RESERVE = 256;
 
 /**
@@ -31,11 +31,15 @@ export function openFileLimit(limitsFile = "/proc/self/limits"): number | undefi
   return Number(match[1]);
 }
 
-/** Returns the connection cap: MAX_CONNECTIONS when set (0 turns the cap off), else the open-file limit minus FILE_RESERVE. */
-export function connectionCap(configured: number | undefined, fileLimit: number | undefined): number | undefined {
+/**
+ * Returns the connection cap: MAX_CONNECTIONS when set (0 turns the cap off),
+ * else the open-file limit minus the Runblob connections (UPSTREAM_CONNECTIONS)
+ * and FILE_RESERVE.
+ */
+export function connectionCap(configured: number | undefined, fileLimit: number | undefined, upstreamConnections: number): number | undefined {
   if (configured !== undefined) return configured === 0 ? undefined : configured;
   if (fileLimit === undefined) return undefined;
-  return Math.max(1, fileLimit - FILE_RESERVE);
+  return Math.max(1, fileLimit - upstreamConnections - FILE_RESERVE);
 }
 
 /** Sets the cap on `server`, counts every connection it turns away and logs them through the repeat limiter. */
