@@ -65,9 +65,21 @@ interface WatchEntry {
   failing: boolean;
 }
 
+/** One heap node: an entry and the due time it was pushed for. */
+interface DueNode {
+  readonly entry: WatchEntry;
+  readonly dueAt: number;
+}
+
 export class WatchScheduler {
   readonly #entries = new Map<string, WatchEntry>();
-  readonly #due = new TinyQueue<WatchEntry>([], (a, b) => a.dueAt - b.dueAt);
+  /**
+   * Due times, earliest first. Invariant: a node's `dueAt` never changes after
+   * the push, so the heap stays ordered. Moving an entry pushes a new node,
+   * and the old one is skipped when popped because its `dueAt` no longer
+   * matches the entry's.
+   */
+  readonly #due = new TinyQueue<DueNode>([], (a, b) => a.dueAt - b.dueAt);
   readonly #options: WatchSchedulerOptions;
   readonly #now: () => number;
   readonly #random: () => number;
@@ -259,20 +271,16 @@ export class WatchScheduler {
       failing: false,
     };
     this.#entries.set(generationId, entry);
-    this.#due.push(entry);
+    this.#due.push({ entry, dueAt: entry.dueAt });
     this.#arm();
     return entry;
   }
 
-  /**
-   * Moves an entry's due time. The heap cannot reorder in place, so the old
-   * position stays behind as a stale copy that #tick skips (its dueAt no
-   * longer matches the time it was pushed for).
-   */
+  /** Moves an entry's due time; its old heap node stays behind and is skipped (see #due). */
   #schedule(entry: WatchEntry, dueAt: number): void {
     if (this.#entries.get(entry.generationId) !== entry) return;
     entry.dueAt = dueAt;
-    this.#due.push(entry);
+    this.#due.push({ entry, dueAt });
     this.#arm();
   }
 
@@ -309,9 +317,9 @@ export class WatchScheduler {
     while (this.#inFlight < this.#options.concurrency) {
       const head = this.#due.peek();
       if (head === undefined || head.dueAt > now) break;
-      const entry = this.#due.pop()!;
-      // Skip copies left behind by #schedule and entries already dropped or polling.
-      if (this.#entries.get(entry.generationId) !== entry || entry.polling || entry.dueAt > now) continue;
+      const { entry, dueAt } = this.#due.pop()!;
+      // Skip nodes left behind by #schedule and entries already dropped or polling.
+      if (this.#entries.get(entry.generationId) !== entry || entry.polling || entry.dueAt !== dueAt) continue;
 
       if (entry.subscribers === 0 && now >= entry.graceUntil) {
         this.#options.logger.debug({ generation_id: entry.generationId }, "watch ended: no subscribers");
