@@ -125,6 +125,37 @@ describe("SSE stream", () => {
     await stream.items.next((item) => item.kind === "comment", "a second keep-alive comment", EVENT_TIMEOUT_MS);
   });
 
+  it("keeps idle gaps under the interval", async () => {
+    const { sim, relay } = await setup({ SSE_KEEPALIVE_MS: "1000" });
+    const id = sim.simulator.control.create();
+
+    const stream = await openProbeSse(eventsUrl(relay, id));
+    cleanup.add(() => stream.close());
+    await stream.items.next(isEvent("status"), "the first status event");
+    await stream.items.next((item) => item.kind === "comment", "a keep-alive comment", EVENT_TIMEOUT_MS);
+    const first = Date.now();
+    await stream.items.next((item) => item.kind === "comment", "a second keep-alive comment", EVENT_TIMEOUT_MS);
+
+    // Comments go to streams silent for half the interval, checked every half interval.
+    expect(Date.now() - first).toBeLessThanOrEqual(1000 + 250);
+  });
+
+  it("skips comments on busy streams", async () => {
+    const { sim, relay } = await setup({ SSE_KEEPALIVE_MS: "1000" });
+    // The queue position drops every 100 ms for 10 s, so each 100 ms poll finds a change.
+    const id = sim.simulator.control.create({ queueStart: 100, queueMs: 10_000 });
+
+    const stream = await openProbeSse(eventsUrl(relay, id));
+    cleanup.add(() => stream.close());
+    await stream.items.next(isEvent("status"), "the first status event");
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+
+    const statuses = stream.items.items.filter(isEvent("status")).length;
+    const comments = stream.items.items.filter((item) => item.kind === "comment").length;
+    expect(statuses).toBeGreaterThan(10);
+    expect(comments).toBe(0);
+  });
+
   it("ends after a final status", async () => {
     const { sim, relay } = await setup();
     const id = sim.simulator.control.create({ queueMs: 0, processingMs: 0 });

@@ -32,6 +32,8 @@ export class MultiSseStream implements Sink {
   #active = 0;
   #opened = false;
   #ended = false;
+  /** When this stream last wrote anything (ms since the epoch), for the keep-alive sweep. */
+  #lastWriteAt = 0;
   #onEnd: (() => void) | undefined;
 
   constructor(
@@ -132,8 +134,12 @@ export class MultiSseStream implements Sink {
     this.#generationDone(generationId);
   }
 
-  /** Writes the keep-alive comment; called by the shared sweep, never by a per-stream timer. */
-  keepAlive(): void {
+  /**
+   * Writes the keep-alive comment when nothing was written since `idleSince`
+   * (ms since the epoch); called by the shared sweep, never by a per-stream timer.
+   */
+  keepAlive(idleSince: number): void {
+    if (this.#lastWriteAt > idleSince) return;
     if (this.#opened && !this.#ended) this.#write(SSE_KEEPALIVE);
   }
 
@@ -224,6 +230,7 @@ export class MultiSseStream implements Sink {
       return;
     }
     this.response.write(chunk);
+    this.#lastWriteAt = Date.now();
   }
 
   #dispose(): void {
