@@ -10,11 +10,18 @@
  * connections, for example by two instances, have no order between them, and
  * consumers of status events rely on `version` for that case.
  *
+ * Events published here reach this instance's own handler at once, during
+ * publish(), and the copy that comes back from Redis is dropped: every
+ * message carries the id of the bus that published it (`origin`). So local
+ * subscribers wait for no Redis round trip, and this bus' own events still
+ * reach its handler once, in publish order.
+ *
  * NOTE: Redis pub/sub delivers each message at most once. A subscriber that is
  * disconnected misses the events published meanwhile, even though ioredis
  * resubscribes on reconnect. A consumer that must not miss a status reads it
  * back from the store.
  */
+import { randomUUID } from "node:crypto";
 import type { RedisConnection as Redis } from "../cluster/redis-connection.js";
 import { pino, type Logger } from "pino";
 import { z } from "zod";
@@ -51,6 +58,9 @@ const busMessageSchema = z.discriminatedUnion("kind", [
 ]);
 type BusMessage = z.infer<typeof busMessageSchema>;
 
+/** The publishing bus' id, read before the schema (which drops unknown keys, so older instances ignore it). */
+const originSchema = z.object({ origin: z.string().optional() });
+
 /** Minimum interval between two warnings about malformed messages. Each warning counts the messages since the previous one. */
 const MALFORMED_LOG_INTERVAL_MS = 10_000;
 
@@ -58,9 +68,12 @@ export class RedisChangeBus implements ChangeBus {
   private readonly publisher: Redis;
   private readonly subscriber: Redis;
   private readonly channel: string;
+  /** This bus' id in the `origin` of its messages, so their echo from Redis is recognised and dropped. */
+  private readonly origin = randomUUID();
   private readonly logger: Logger;
   private readonly subscribed: Promise<void>;
   private handler: ((event: WatchEvent) => void) | null = null;
+  private resubscribed: (() => void) | undefined;
   private closed = false;
   private publishFailing = false;
   private malformedSinceLastWarning = 0;
@@ -88,10 +101,24 @@ export class RedisChangeBus implements ChangeBus {
 
   private readonly resubscribe = (): void => {
     if (this.closed) return;
-    this.subscriber.subscribe(this.channel).catch((error: unknown) => {
-      this.logger.warn({ err: error, channel: this.channel }, "change bus failed to subscribe again");
-    });
+    this.subscriber.subscribe(this.channel).then(
+      () => this.resubscribed?.(),
+      (error: unknown) => {
+        this.logger.warn({ err: error, channel: this.channel }, "change bus failed to subscribe again");
+      },
+    );
   };
+
+  /**
+   * Registers the call made each time Redis acknowledges the SUBSCRIBE sent
+   * when the subscriber connection became ready, which is after every
+   * reconnect. Events published from then on arrive, so a re-read of the
+   * store started in this call misses nothing: an event published earlier
+   * came after its store write, and the re-read returns that write.
+   */
+  onResubscribed(callback: () => void): void {
+    this.resubscribed = callback;
+  }
 
   /** Resolves once Redis has acknowledged SUBSCRIBE. Events published before that can be missed. */
   ready(): Promise<void> {
@@ -99,24 +126,20 @@ export class RedisChangeBus implements ChangeBus {
   }
 
   /**
-   * Publishes to every instance through Redis. While either connection is
-   * down, the event is also handed to this instance's own handler, so local
-   * subscribers keep getting changes; consumers drop versions they already
-   * have, so an event that arrives both ways is delivered once. Nothing is
-   * queued while Redis is unreachable.
+   * Hands the event to this instance's handler, then publishes it to every
+   * other instance through Redis. While Redis is unreachable the event
+   * reaches this instance only; nothing is queued.
    */
   async publish(event: WatchEvent): Promise<void> {
     if (this.closed) {
       throw new Error(`publish failed: the change bus on channel ${this.channel} is closed`);
     }
-    const echoExpected = this.subscriber.status === "ready" && this.publisher.status === "ready";
-    if (!echoExpected) this.deliverLocally(event);
+    this.deliverLocally(event);
     if (this.publisher.status !== "ready") return;
     try {
-      await this.publisher.publish(this.channel, JSON.stringify(toBusMessage(event)));
+      await this.publisher.publish(this.channel, JSON.stringify({ ...toBusMessage(event), origin: this.origin }));
       this.publishFailing = false;
     } catch (error) {
-      if (echoExpected) this.deliverLocally(event);
       if (!this.publishFailing) {
         this.publishFailing = true;
         this.logger.warn({ err: error, channel: this.channel }, "publish to Redis failed; delivering to this instance only");
@@ -128,7 +151,7 @@ export class RedisChangeBus implements ChangeBus {
     try {
       this.handler?.(event);
     } catch (error) {
-      this.logger.error({ err: error, channel: this.channel }, "change bus handler failed");
+      this.logger.error({ err: error, channel: this.channel, kind: event.kind, generation_id: generationIdOf(event) }, "change bus handler failed");
     }
   }
 
@@ -181,7 +204,7 @@ export class RedisChangeBus implements ChangeBus {
     } catch (error) {
       this.logger.error(
         { err: error, channel, kind: event.kind, generation_id: generationIdOf(event) },
-        "change bus handler threw",
+        "change bus handler failed",
       );
     }
   };
@@ -194,6 +217,9 @@ export class RedisChangeBus implements ChangeBus {
       this.warnMalformed("message is not valid JSON", message);
       return null;
     }
+
+    // This bus' own event, already delivered by publish().
+    if (originSchema.safeParse(data).data?.origin === this.origin) return null;
 
     const parsed = busMessageSchema.safeParse(data);
     if (!parsed.success) {

@@ -215,7 +215,11 @@ export class WatchScheduler {
 
     if (event.kind === "status") {
       this.#learn(entry, event.change);
-      if (isFinalStatus(event.change.status.status)) this.#drop(entry);
+      if (isFinalStatus(event.change.status.status)) {
+        this.#drop(entry);
+        // Frees the lease when this instance holds it (a final read by this instance arrives here first).
+        void this.#options.lease.release(generationId);
+      }
       return;
     }
     this.#drop(entry);
