@@ -290,13 +290,9 @@ async function createCoordination(
   });
   logger.info({ instance: instanceId }, "coordinating with other instances through Redis");
 
-  // Pub/sub delivers at most once: after the subscriber reconnects, watched generations are re-read.
+  // Pub/sub delivers at most once: once the subscription is back after a reconnect, watched generations are re-read.
   let resync: (() => void) | undefined;
-  let wasReady = connections.subscriber.status === "ready";
-  connections.subscriber.on("ready", () => {
-    if (wasReady) resync?.();
-    wasReady = true;
-  });
+  bus.onResubscribed(() => resync?.());
   // Starting while Redis is down is allowed: the subscription completes in the background.
   let startTimer: NodeJS.Timeout | undefined;
   await Promise.race([

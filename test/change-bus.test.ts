@@ -211,6 +211,50 @@ describe("RedisChangeBus", () => {
     expect(receivedByReceiver).toEqual([statusEvent(1)]);
   });
 
+  it("delivers its own events once, without Redis", async () => {
+    const channel = uniqueChannel();
+    const sender = createRedisBus({ channel });
+    const other = createRedisBus({ channel });
+    const receivedBySender: WatchEvent[] = [];
+    sender.onEvent((event) => receivedBySender.push(event));
+    other.onEvent(() => undefined);
+    await Promise.all([sender.ready(), other.ready()]);
+
+    const published = sender.publish(statusEvent(1));
+    const receivedBeforeAwait = receivedBySender.length;
+    await published;
+    // Redis sends one subscriber its messages in publish order, so once the other bus' event is
+    // here, the echo of the first one has been here too.
+    const marker: WatchEvent = { kind: "timeout", generationId: GENERATION_ID };
+    await other.publish(marker);
+    await vi.waitFor(() => expect(receivedBySender).toHaveLength(2));
+
+    expect(receivedBeforeAwait).toBe(1);
+    expect(receivedBySender).toEqual([statusEvent(1), marker]);
+  });
+
+  it("reports the subscription back after a reconnect", async () => {
+    const channel = uniqueChannel();
+    const subscriber = connect();
+    const bus = new RedisChangeBus({ publisher: connect(), subscriber, channel, logger: captureLogger().logger });
+    openBuses.push(bus);
+    const other = createRedisBus({ channel });
+    const received: WatchEvent[] = [];
+    bus.onEvent((event) => received.push(event));
+    await Promise.all([bus.ready(), other.ready()]);
+    let resubscribed = 0;
+    bus.onResubscribed(() => (resubscribed += 1));
+
+    // Closes the subscriber's TCP connection from the server side; ioredis reconnects.
+    const admin = connect();
+    await admin.call("CLIENT", "KILL", "TYPE", "pubsub");
+    await vi.waitFor(() => expect(resubscribed).toBe(1), { timeout: 5000 });
+    await other.publish(statusEvent(7));
+
+    // The callback runs once SUBSCRIBE is acknowledged, so an event published after it arrives.
+    await vi.waitFor(() => expect(received).toEqual([statusEvent(7)]));
+  });
+
   it("onEvent before ready receives events", async () => {
     const bus = createRedisBus();
     const received: WatchEvent[] = [];
