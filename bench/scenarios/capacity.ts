@@ -222,8 +222,8 @@ export const capacity: Scenario = {
             "(half WebSocket, half SSE, except in (b)). Each case starts a fresh simulator, redis-server and relay (Redis store and bus, " +
             "as in production), opens the connections, waits one warm-up period and then measures for the window.",
           "**Latency** is the client's receipt time minus the status's `updated_at`, which the relay sets when the poll response " +
-            "arrives; both clocks are this machine's, at 1 ms resolution. It covers the store write, the Redis publish and " +
-            "subscribe, fan-out, the kernel and the load generator's event loop. **RSS** is the largest of 1 s samples of the relay " +
+            "arrives; both clocks are this machine's, at 1 ms resolution. It covers the store write, fan-out (on the polling " +
+            "instance directly, on the others after Redis pub/sub), the kernel and the load generator's event loop. **RSS** is the largest of 1 s samples of the relay " +
             "process in the window; **CPU** is the relay's CPU time in the window divided by its length (100 % is one core).",
           "Relay instances are pinned to core 0 (in (c), one instance per core); the simulator, Redis and the load generators run " +
             "on core 1 (unpinned in (c)). The load generators hold at most 4,500 connections per process because every process " +
