@@ -131,7 +131,9 @@ export async function createRelay(config: Config, logger: Logger): Promise<Relay
     intervalMs: config.POLL_INTERVAL_MS,
     maxAttempts: config.POLL_MAX_ATTEMPTS,
     graceMs: config.WATCH_GRACE_MS,
-    concurrency: config.POLL_CONCURRENCY,
+    // The budget never lets more polls run at once than its slots for polls, so starting more only
+    // gets them deferred and tried again.
+    concurrency: Math.min(config.POLL_CONCURRENCY, config.UPSTREAM_MAX_CONCURRENT - config.UPSTREAM_CLIENT_RESERVE),
   });
   const reader = new StatusReader({
     store,
