@@ -112,11 +112,9 @@ export function writeReport(path: string, resultsDir: string): void {
     "each run in their own processes on 127.0.0.1.",
     "",
     "Every relay instance runs from `dist/main.js` with `NODE_ENV=production`, `LOG_LEVEL=warn`, `AUTH_MODE=none` and",
-    `\`RATE_LIMIT_PER_IP=0\` (all benchmark clients share one loopback address), and with \`UPSTREAM_MAX_RPS=${BENCH_UPSTREAM_MAX_RPS}\` and`,
-    "`UPSTREAM_MAX_CONCURRENT=256`, `UPSTREAM_CONNECTIONS=256` and `POLL_CONCURRENCY=256` in place of the defaults 50, 32,",
-    "32 and 64: the default request budget would let one instance poll only about 225 generations every 5 s, and with 64",
-    "polls in flight one instance polled 2,000 generations only about 0.45 times per 5 s interval in this benchmark.",
-    "Other settings are the defaults unless a scenario names them.",
+    `\`RATE_LIMIT_PER_IP=0\` (all benchmark clients share one loopback address), and with \`UPSTREAM_MAX_RPS=${BENCH_UPSTREAM_MAX_RPS}\` in`,
+    "place of the default 50, which stands in for Runblob's rate limit and would let one instance poll only about 225",
+    "generations every 5 s. Other settings are the defaults unless a scenario names them.",
     "",
     quick
       ? "**Quick run** (`--quick`): measurement windows are short (tens of seconds), so percentiles rest on\nfewer samples than a full run, and the load is not raised to find limits beyond one step."

@@ -236,11 +236,6 @@ export async function startRelay(context: RunContext, options: RelayOptions): Pr
     // The simulator has no rate limit of its own. The default request budget (UPSTREAM_MAX_RPS=50) stands in for
     // Runblob's and would cap polling at about 225 generations per 5 s interval, below the scenarios' sizes.
     UPSTREAM_MAX_RPS: String(BENCH_UPSTREAM_MAX_RPS),
-    UPSTREAM_MAX_CONCURRENT: "256",
-    UPSTREAM_CONNECTIONS: "256",
-    // At the default of 64 polls in flight, one instance polled 2,000 generations only about 0.45 times per 5 s
-    // interval here (each poll held its slot about 280 ms, about 25 ms of it upstream), far below the plan.
-    POLL_CONCURRENCY: "256",
     ...(options.redis === undefined ? {} : { REDIS_URL: options.redis.url }),
     ...options.env,
   };
