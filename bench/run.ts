@@ -14,6 +14,10 @@
  *   --scale F           multiply connection, subscription and generation counts by F (0 < F <= 1),
  *                       to try the suite on a smaller machine; the report names the factor
  *   --output FILE       report path (default: BENCHMARKS.md in this repository)
+ *   --report-only       rewrite the report from the saved results without running anything
+ *
+ * bench/results/previous/ may hold the result files of an earlier run,
+ * copied there unchanged; the report then compares each target with it.
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, mkdirSync } from "node:fs";
@@ -54,7 +58,7 @@ function relayVersion(relayRoot: string): string {
 }
 
 function usage(message: string): never {
-  process.stderr.write(`bench: ${message}\nusage: npm run bench -- [--quick] [--profile] [--no-build] [--scale F] [--relay-root DIR] [--output FILE] [${SCENARIO_ORDER.join("|")} ...]\n`);
+  process.stderr.write(`bench: ${message}\nusage: npm run bench -- [--quick] [--profile] [--no-build] [--scale F] [--relay-root DIR] [--output FILE] [--report-only] [${SCENARIO_ORDER.join("|")} ...]\n`);
   process.exit(2);
 }
 
@@ -70,6 +74,7 @@ async function main(): Promise<void> {
         "relay-root": { type: "string" },
         output: { type: "string" },
         scale: { type: "string", default: "1" },
+        "report-only": { type: "boolean", default: false },
       },
     });
   } catch (error) {
@@ -78,6 +83,13 @@ async function main(): Promise<void> {
   const names = parsed.positionals.length === 0 ? [...SCENARIO_ORDER] : parsed.positionals;
   for (const name of names) {
     if (!(name in SCENARIOS)) usage(`unknown scenario "${name}": expected one of ${SCENARIO_ORDER.join(", ")}`);
+  }
+
+  if (parsed.values["report-only"]) {
+    const output = resolve(parsed.values.output ?? join(repoRoot, "BENCHMARKS.md"));
+    writeReport(output, join(repoRoot, "bench/results"));
+    process.stdout.write(`bench: report written to ${output}\n`);
+    return;
   }
 
   const scale = Number(parsed.values.scale);

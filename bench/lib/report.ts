@@ -99,6 +99,36 @@ function renderScenario(result: ScenarioResult): string {
   return parts.join("\n");
 }
 
+/**
+ * Renders the targets of this run next to those of an earlier run, whose
+ * result files sit in `previousDir` (copied there unchanged from an earlier
+ * bench/results/). Returns no lines when there is no earlier run.
+ */
+function renderComparison(results: ScenarioResult[], previousDir: string): string[] {
+  const previous = new Map(loadResults(previousDir).map((result) => [result.name, result]));
+  const rows: Array<Array<string | number>> = [];
+  for (const result of results) {
+    const before = previous.get(result.name);
+    if (before === undefined) continue;
+    for (const check of result.targets) {
+      const earlier = before.targets.find((candidate) => candidate.what === check.what);
+      rows.push([result.title, check.what, check.target, earlier?.measured ?? "n/a", check.measured, check.met ? "yes" : "**no**"]);
+    }
+  }
+  if (rows.length === 0) return [];
+  const runs = [...previous.values()].map((result) => `${result.relay}, ${result.quick ? "quick" : "full"} run`);
+  return [
+    "## Before and after",
+    "",
+    "Each target of this run next to the same target in an earlier run of this script, whose result files are kept",
+    `in bench/results/previous/ (${[...new Set(runs)].join("; ")}). Quick and full runs differ in window length and`,
+    "in how far the load is raised, so compare them by order of magnitude.",
+    "",
+    renderTable({ title: "Targets, earlier run and this run", columns: ["scenario", "what", "target", "earlier", "now", "met now"], rows }),
+    "",
+  ];
+}
+
 /** Writes BENCHMARKS.md from every saved scenario result. */
 export function writeReport(path: string, resultsDir: string): void {
   const results = loadResults(resultsDir);
@@ -126,5 +156,6 @@ export function writeReport(path: string, resultsDir: string): void {
     "",
   ];
   const body = results.map(renderScenario);
-  writeFileSync(path, `${[...header, ...body].join("\n").trimEnd()}\n`);
+  const comparison = renderComparison(results, join(resultsDir, "previous"));
+  writeFileSync(path, `${[...header, ...comparison, ...body].join("\n").trimEnd()}\n`);
 }
