@@ -1,13 +1,13 @@
 /**
  * Decides whether a caller may read a generation. A caller that may not gets
- * exactly the answer of an unknown id, and the relay never asks Runblob about
+ * exactly the response of an unknown id, and the relay never asks Runblob about
  * it, so ids cannot be probed through the relay.
  */
 import type { AuthMode } from "./auth-env.js";
 import type { OwnershipStore } from "./ownership-store.js";
 import type { Principal } from "./principal.js";
 
-/** Runblob's answer for an unknown generation, which the relay repeats for one the caller may not read. */
+/** Runblob's response for an unknown generation, which the relay repeats for one the caller may not read. */
 export const NOT_FOUND_DETAIL = "Generation not found";
 
 export class GenerationAccess {

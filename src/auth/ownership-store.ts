@@ -1,6 +1,6 @@
 /**
  * Who created each generation through the relay. Reads of a generation by
- * anyone but its creator, an admin or a grant holder are answered as for an
+ * anyone but its creator, an admin or a grant holder get the response for an
  * unknown id, and each user's list comes from here.
  *
  * Entries expire `ttlSeconds` after creation (STATUS_TTL_SECONDS, like stored

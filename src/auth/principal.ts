@@ -33,7 +33,7 @@ export class CredentialError extends Error {
   constructor(
     readonly statusCode: 401 | 503,
     readonly detail: string,
-    /** The RFC 6750 error code for the WWW-Authenticate header, for 401 answers. */
+    /** The RFC 6750 error code for the WWW-Authenticate header, for 401 responses. */
     readonly bearerError: "invalid_request" | "invalid_token" | undefined,
     /** A short fixed reason for logs and repeat-limiter keys. */
     readonly reason: string,

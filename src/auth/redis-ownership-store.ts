@@ -38,7 +38,7 @@ export class RedisOwnershipStore implements OwnershipStore {
         .expire(listKey, ttlSeconds)
         .exec();
     } catch (error) {
-      // The local copy still lets the creator on this instance read it; other instances answer 404 until Redis has it.
+      // The local copy still lets the creator on this instance read it; other instances respond 404 until Redis has it.
       this.options.logger.error({ err: error, generation_id: generationId }, "could not record the creator of a generation in Redis");
     }
   }

@@ -1,5 +1,5 @@
 /**
- * Error answers in Runblob's shape, so a client written for Runblob reads the
+ * Error responses in Runblob's shape, so a client written for Runblob reads the
  * relay's errors the same way: `{"detail": "..."}`, or for request
  * validation (422) `{"detail": [{"type", "loc", "msg"}]}`.
  */
@@ -125,14 +125,14 @@ export function sendDetail(reply: FastifyReply, statusCode: number, detail: stri
 }
 
 /**
- * Maps an UpstreamError to the answer a client gets. Runblob's own 4xx
- * answers (a 404 for an unknown id, say) pass through unchanged; its outages
+ * Maps an UpstreamError to the response a client gets. Runblob's own 4xx
+ * responses (a 404 for an unknown id, say) pass through unchanged; its outages
  * become 502 or 504, and a rejected relay token 503, with the token never named.
  */
 export function sendUpstreamError(reply: FastifyReply, error: UpstreamError): FastifyReply {
-  if (error.kind === "timeout") return sendDetail(reply, 504, "Runblob did not answer in time; try again shortly");
+  if (error.kind === "timeout") return sendDetail(reply, 504, "Runblob did not respond in time; try again shortly");
   if (error.kind === "network") return sendDetail(reply, 502, "could not reach Runblob; try again shortly");
-  if (error.kind === "invalid_response") return sendDetail(reply, 502, `Runblob sent an answer the relay cannot read: ${error.message}`);
+  if (error.kind === "invalid_response") return sendDetail(reply, 502, `Runblob sent a response the relay cannot read: ${error.message}`);
 
   const status = error.statusCode ?? 502;
   if (status === 401 || status === 403) {
@@ -149,7 +149,7 @@ export function sendUpstreamError(reply: FastifyReply, error: UpstreamError): Fa
  * Logs an upstream failure that reached a client, once per request (the
  * request logger adds its request_id). Outages repeat the same line for every
  * request, so lines are rate-limited per route and kind of failure. Runblob's
- * ordinary 4xx answers (an unknown generation, say) are the client's
+ * ordinary 4xx responses (an unknown generation, say) are the client's
  * business and logged at debug only.
  */
 export function logUpstreamFailure(limiter: RepeatLimiter, request: FastifyRequest, error: UpstreamError, message: string): void {

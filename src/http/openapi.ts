@@ -15,9 +15,9 @@ import { errorBodySchema } from "../wire/upstream.js";
 export const errorResponses = {
   404: errorBodySchema.describe("Unknown generation or route"),
   422: errorBodySchema.describe('Invalid request: `detail` lists each problem with its location, such as ["body", "prompt"]'),
-  502: errorBodySchema.describe("Runblob failed or sent an answer the relay cannot read"),
+  502: errorBodySchema.describe("Runblob failed or sent a response the relay cannot read"),
   503: errorBodySchema.describe("Runblob rejected the relay's token, or the relay is shutting down"),
-  504: errorBodySchema.describe("Runblob did not answer within UPSTREAM_TIMEOUT_MS"),
+  504: errorBodySchema.describe("Runblob did not respond within UPSTREAM_TIMEOUT_MS"),
 };
 
 /**

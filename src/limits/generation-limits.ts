@@ -8,7 +8,7 @@
  * polling a generation by then, so a later final status may never be stored).
  *
  * Spend is the sum of the `price` strings Runblob returned for the user's
- * generations. The price is known only from Runblob's answer, so the check
+ * generations. The price is known only from Runblob's upstreamResponse, so the check
  * compares the spend before the request with the limit, and the requests in
  * flight at that moment (at most MAX_ACTIVE_GENERATIONS) can pass it by their
  * own prices.

@@ -37,7 +37,7 @@ export type Settlement =
   | { kind: "created"; generationId: string; priceUnits: number; createdAtMs: number }
   /** Runblob refused: the hourly count is given back. */
   | { kind: "rejected" }
-  /** No answer from Runblob, so the generation may exist: the hourly count is kept. */
+  /** No response from Runblob, so the generation may exist: the hourly count is kept. */
   | { kind: "unknown" };
 
 export interface UsageCounts {

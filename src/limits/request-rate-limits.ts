@@ -3,7 +3,7 @@
  * authentication) and per user (RATE_LIMIT_PER_USER, right after it), in fixed
  * windows of RATE_LIMIT_WINDOW_SECONDS, by @fastify/rate-limit: in Redis when
  * configured, so the limits hold across instances, else in memory. A 429
- * answer names the limit and carries Retry-After. 0 turns a limit off.
+ * response names the limit and carries Retry-After. 0 turns a limit off.
  * When Redis cannot be reached, requests are let through.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";

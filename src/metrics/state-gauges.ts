@@ -139,7 +139,7 @@ export function registerStateGauges(registry: Registry, sources: StateSources): 
 
   new Gauge({
     name: "relay_upstream_credentials_rejected",
-    help: "1 when Runblob recently answered 401 or 403 to the relay's token and no request has succeeded since, 0 otherwise.",
+    help: "1 when Runblob recently responded with 401 or 403 to the relay's token and no request has succeeded since, 0 otherwise.",
     registers,
     collect() {
       this.set(sources.upstreamHealth.credentialsRejected ? 1 : 0);

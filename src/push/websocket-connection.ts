@@ -44,7 +44,7 @@ export interface WebSocketContext {
   logLimiter: RepeatLimiter;
   /**
    * Checked before each subscribe: false means the caller may not read the
-   * generation, answered as for an unknown id. Undefined: every generation is readable.
+   * generation, which gets the response for an unknown id. Undefined: every generation is readable.
    */
   authorize?: ((generationId: string) => Promise<boolean>) | undefined;
 }
@@ -277,7 +277,7 @@ export class WebSocketConnection implements Sink, PushConnectionStats {
       this.#sendError("not_found", "generation not found", generationId);
       return;
     }
-    // The subscription stays: the scheduler keeps polling and pushes the status once Runblob answers.
+    // The subscription stays: the scheduler keeps polling and pushes the status once Runblob responds.
     const kind = error instanceof UpstreamError ? `${error.kind}:${error.statusCode ?? ""}` : "internal";
     this.context.logLimiter.log(
       this.logger,

@@ -1,10 +1,10 @@
 /**
  * Circuit breaker for Runblob. After `failureThreshold` consecutive outage
- * failures (network errors, timeouts, 429 and 5xx answers), requests stop
+ * failures (network errors, timeouts, 429 and 5xx responses), requests stop
  * for `cooldownMs`; then one probe request goes through, and its outcome
  * closes the circuit again or starts a new cool-down.
  *
- * Answers that say the request was wrong (404, 422, ...) count as successes:
+ * Responses that say the request was wrong (404, 422, ...) count as successes:
  * Runblob is up. The breaker is per instance, and its state changes are
  * published to every instance's subscribers as `upstream` events.
  */

@@ -16,7 +16,7 @@ export class UpstreamError extends Error {
   constructor(
     readonly kind: UpstreamErrorKind,
     message: string,
-    /** HTTP status when Runblob answered, else null. */
+    /** HTTP status when Runblob responded, else null. */
     readonly statusCode: number | null = null,
     /** Runblob's `detail` (a string, or the 422 issue array) when the error body had one. */
     readonly detail: unknown = undefined,
@@ -29,7 +29,7 @@ export class UpstreamError extends Error {
   /** How long Runblob asked the client to wait (its Retry-After header), when it did. */
   readonly retryAfterMs: number | undefined;
 
-  /** True for answers that say the request itself was wrong (4xx), as opposed to an outage. */
+  /** True for responses that say the request itself was wrong (4xx), as opposed to an outage. */
   get isClientError(): boolean {
     return this.kind === "http" && this.statusCode !== null && this.statusCode >= 400 && this.statusCode < 500;
   }

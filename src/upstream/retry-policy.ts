@@ -4,7 +4,7 @@
  * Retried: network errors, timeouts, and HTTP 408, 429, 502, 503, 504. Not
  * retried: other 4xx (the request itself is wrong, or the token is) and 500
  * (a server bug that a retry rarely fixes). Generate requests are never
- * retried, whatever the error, because a lost answer may have created and
+ * retried, whatever the error, because a lost response may have created and
  * charged a generation; callers only use this policy for reads.
  */
 import { UpstreamError } from "./errors.js";

@@ -4,7 +4,7 @@
  * Invariant: the token is only ever written into the Authorization header of
  * requests to the configured origin; it is never part of an error, a log
  * field or a URL. Every response body is read to the end or destroyed, error
- * answers included, so no pooled connection is left waiting on an unread body.
+ * responses included, so no pooled connection is left waiting on an unread body.
  */
 import { Pool, errors as undiciErrors } from "undici";
 import type { Dispatcher } from "undici";
@@ -102,7 +102,7 @@ export class RunblobClient {
   }
 
   /**
-   * POST /v1/sora/generate. Never retried: a lost answer may still have
+   * POST /v1/sora/generate. Never retried: a lost response may still have
    * created (and charged for) a generation.
    */
   async generate(
@@ -113,18 +113,18 @@ export class RunblobClient {
   }
 
   async #generate(request: GenerateRequest, context: RequestContext): Promise<PassthroughResponse & { created?: GenerateResponse }> {
-    const answer = await this.#send("POST", "/v1/sora/generate", JSON.stringify(request), MAX_STATUS_BODY_BYTES, context);
-    if (answer.statusCode < 200 || answer.statusCode >= 300) return answer;
+    const upstreamResponse = await this.#send("POST", "/v1/sora/generate", JSON.stringify(request), MAX_STATUS_BODY_BYTES, context);
+    if (upstreamResponse.statusCode < 200 || upstreamResponse.statusCode >= 300) return upstreamResponse;
 
-    const created = generateResponseSchema.safeParse(answer.body);
+    const created = generateResponseSchema.safeParse(upstreamResponse.body);
     if (!created.success) {
       throw new UpstreamError(
         "invalid_response",
         "Runblob accepted the generate request but its response has no generation_id",
-        answer.statusCode,
+        upstreamResponse.statusCode,
       );
     }
-    return { ...answer, created: created.data };
+    return { ...upstreamResponse, created: created.data };
   }
 
   async close(): Promise<void> {
@@ -154,7 +154,7 @@ export class RunblobClient {
   }
 
   /**
-   * Sends one request. A GET answered with 307 or 308 is sent again to the
+   * Sends one request. A GET that gets 307 or 308 is sent again to the
    * new location, up to MAX_REDIRECTS times and only within Runblob's origin,
    * so the token never travels to another host.
    */
@@ -167,15 +167,15 @@ export class RunblobClient {
   ): Promise<PassthroughResponse> {
     let currentPath = path;
     for (let redirects = 0; ; redirects += 1) {
-      const answer = await this.#sendOnce(method, currentPath, body, maxBodyBytes, context);
-      if (method !== "GET" || (answer.statusCode !== 307 && answer.statusCode !== 308) || answer.location === undefined) return answer;
+      const upstreamResponse = await this.#sendOnce(method, currentPath, body, maxBodyBytes, context);
+      if (method !== "GET" || (upstreamResponse.statusCode !== 307 && upstreamResponse.statusCode !== 308) || upstreamResponse.location === undefined) return upstreamResponse;
 
-      const target = new URL(answer.location, this.#origin);
+      const target = new URL(upstreamResponse.location, this.#origin);
       if (target.origin !== this.#origin) {
-        throw new UpstreamError("invalid_response", `Runblob redirected ${method} ${path} to another origin; not followed`, answer.statusCode);
+        throw new UpstreamError("invalid_response", `Runblob redirected ${method} ${path} to another origin; not followed`, upstreamResponse.statusCode);
       }
       if (redirects >= MAX_REDIRECTS) {
-        throw new UpstreamError("invalid_response", `Runblob redirected ${method} ${path} more than ${MAX_REDIRECTS} times`, answer.statusCode);
+        throw new UpstreamError("invalid_response", `Runblob redirected ${method} ${path} more than ${MAX_REDIRECTS} times`, upstreamResponse.statusCode);
       }
       currentPath = `${target.pathname}${target.search}`;
     }
@@ -229,7 +229,7 @@ export class RunblobClient {
   }
 }
 
-const statusCodeOf = (answer: PassthroughResponse) => answer.statusCode;
+const statusCodeOf = (upstreamResponse: PassthroughResponse) => upstreamResponse.statusCode;
 
 function upstreamClass(statusCode: number): UpstreamStatusClass {
   const statusClass = statusClassOf(statusCode);
@@ -272,7 +272,7 @@ function parseJsonBody(text: string, statusCode: number, method: string, path: s
     const kind = statusCode >= 200 && statusCode < 300 ? "invalid_response" : "http";
     throw new UpstreamError(
       kind,
-      `Runblob answered ${method} ${path} with HTTP ${statusCode} and a body that is not JSON`,
+      `Runblob responded to ${method} ${path} with HTTP ${statusCode} and a body that is not JSON`,
       statusCode,
       undefined,
       { retryAfterMs },

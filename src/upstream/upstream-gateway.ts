@@ -86,14 +86,14 @@ export class UpstreamGateway {
 
   list(query: { limit: number; offset: number }, context: GatewayContext = {}): Promise<PassthroughResponse> {
     return this.#read("list", context, async () => {
-      const answer = await this.#options.client.list(query, context);
+      const upstreamResponse = await this.#options.client.list(query, context);
       // Passthrough responses carry errors as status codes, so retryable ones become errors here.
-      if ([408, 429, 502, 503, 504].includes(answer.statusCode)) {
-        throw new UpstreamError("http", `Runblob responded with HTTP ${answer.statusCode} to the list request`, answer.statusCode, undefined, {
-          retryAfterMs: answer.retryAfterMs,
+      if ([408, 429, 502, 503, 504].includes(upstreamResponse.statusCode)) {
+        throw new UpstreamError("http", `Runblob responded with HTTP ${upstreamResponse.statusCode} to the list request`, upstreamResponse.statusCode, undefined, {
+          retryAfterMs: upstreamResponse.retryAfterMs,
         });
       }
-      return answer;
+      return upstreamResponse;
     });
   }
 

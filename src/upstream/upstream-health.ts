@@ -43,7 +43,7 @@ export class UpstreamHealth {
     }
   }
 
-  /** True when Runblob answered 401 or 403 within the window and nothing succeeded since. */
+  /** True when Runblob responded 401 or 403 within the window and nothing succeeded since. */
   get credentialsRejected(): boolean {
     return this.#rejectedAt !== undefined && this.#now() - this.#rejectedAt < CREDENTIALS_FAILURE_WINDOW_MS;
   }
@@ -52,6 +52,6 @@ export class UpstreamHealth {
   describe(): string {
     if (!this.credentialsRejected) return "ok";
     const secondsAgo = Math.round((this.#now() - this.#rejectedAt!) / 1000);
-    return `Runblob answered HTTP ${this.#rejectedStatus} to the relay's token ${secondsAgo} s ago and no request succeeded since`;
+    return `Runblob responded with HTTP ${this.#rejectedStatus} to the relay's token ${secondsAgo} s ago and no request succeeded since`;
   }
 }

@@ -95,7 +95,7 @@ export const generateRequestSchema = z.strictObject({
 });
 export type GenerateRequest = z.infer<typeof generateRequestSchema>;
 
-/** Runblob's own wording for a request that carries both image inputs (answered with 400). */
+/** Runblob's own wording for a request that carries both image inputs (Runblob responds with 400). */
 export const BOTH_IMAGES_DETAIL = "Cannot provide both image_base64 and image_url";
 
 export function hasBothImageInputs(body: unknown): boolean {

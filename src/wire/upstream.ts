@@ -56,7 +56,7 @@ export const generateResponseSchema = z.looseObject({
 });
 export type GenerateResponse = z.infer<typeof generateResponseSchema>;
 
-/** One entry of a FastAPI-style 422 answer. */
+/** One entry of a FastAPI-style 422 upstreamResponse. */
 export const validationIssueSchema = z.object({
   type: z.string(),
   loc: z.array(z.union([z.string(), z.number()])),

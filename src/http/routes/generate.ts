@@ -56,7 +56,7 @@ export const generateRoute: FastifyPluginAsyncZod<{ services: RelayServices }> =
         },
       },
       serializerCompiler: passthroughSerializer,
-      // Runblob answers 400, not 422, when both image inputs are present; checked before field validation, as upstream.
+      // Runblob responds with 400, not 422, when both image inputs are present; checked before field validation, as upstream.
       preValidation: async (request, reply) => {
         if (hasBothImageInputs(request.body)) return sendDetail(reply, 400, BOTH_IMAGES_DETAIL);
       },
@@ -65,9 +65,9 @@ export const generateRoute: FastifyPluginAsyncZod<{ services: RelayServices }> =
       // A client's own callback_url is passed through untouched; otherwise the relay asks for its own webhook.
       const webhookToken =
         services.config.PUBLIC_BASE_URL !== undefined && request.body.callback_url === undefined ? newWebhookToken() : undefined;
-      let answer;
+      let upstreamResponse;
       try {
-        answer = await services.client.generate(withRelayCallback(request.body, webhookToken, services), {
+        upstreamResponse = await services.client.generate(withRelayCallback(request.body, webhookToken, services), {
           requestId: request.id,
         });
       } catch (error) {
@@ -86,27 +86,27 @@ export const generateRoute: FastifyPluginAsyncZod<{ services: RelayServices }> =
         if (unconfirmed) return sendDetail(reply, 502, UNCONFIRMED_GENERATE_DETAIL);
         return sendUpstreamError(reply, error);
       }
-      if (answer.created === undefined) {
-        await services.security.settleReservation(request, answer.statusCode >= 500 ? "unknown" : "rejected");
+      if (upstreamResponse.created === undefined) {
+        await services.security.settleReservation(request, upstreamResponse.statusCode >= 500 ? "unknown" : "rejected");
       }
 
-      if (answer.statusCode === 401 || answer.statusCode === 403) {
-        return sendUpstreamError(reply, new UpstreamError("http", "token rejected", answer.statusCode));
+      if (upstreamResponse.statusCode === 401 || upstreamResponse.statusCode === 403) {
+        return sendUpstreamError(reply, new UpstreamError("http", "token rejected", upstreamResponse.statusCode));
       }
       // A 5xx leaves the outcome as open as a timeout does: it is never passed through as the relay's own error.
-      if (answer.statusCode >= 500) {
-        request.log.error({ status_code: answer.statusCode }, "generate request failed upstream");
+      if (upstreamResponse.statusCode >= 500) {
+        request.log.error({ status_code: upstreamResponse.statusCode }, "generate request failed upstream");
         markRejected(reply, "upstream");
         return sendDetail(reply, 502, UNCONFIRMED_GENERATE_DETAIL);
       }
-      if (answer.created !== undefined) {
-        services.scheduler.watchCreated(answer.created.generation_id);
-        await services.security.generationCreated(request, answer.created);
-        if (webhookToken !== undefined) await saveWebhookToken(services, webhookToken, answer.created.generation_id, request.log);
-        request.log.info({ generation_id: answer.created.generation_id }, "generation created");
+      if (upstreamResponse.created !== undefined) {
+        services.scheduler.watchCreated(upstreamResponse.created.generation_id);
+        await services.security.generationCreated(request, upstreamResponse.created);
+        if (webhookToken !== undefined) await saveWebhookToken(services, webhookToken, upstreamResponse.created.generation_id, request.log);
+        request.log.info({ generation_id: upstreamResponse.created.generation_id }, "generation created");
       }
-      if (answer.statusCode >= 400) markRejected(reply, "upstream");
-      return sendUnchecked(reply, answer.statusCode, answer.body);
+      if (upstreamResponse.statusCode >= 400) markRejected(reply, "upstream");
+      return sendUnchecked(reply, upstreamResponse.statusCode, upstreamResponse.body);
     },
   );
 };

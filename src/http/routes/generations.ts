@@ -44,15 +44,15 @@ export const generationsRoutes: FastifyPluginAsyncZod<{ services: RelayServices 
       // Callers who are not admins list only the generations they created, from the relay's own records.
       const own = await services.security.ownGenerations(request, request.query);
       if (own !== undefined) return sendUnchecked(reply, 200, own);
-      const answer = await services.client.list(request.query, { requestId: request.id });
-      if (answer.statusCode === 401 || answer.statusCode === 403 || answer.statusCode >= 500) {
-        const error = new UpstreamError("http", `Runblob responded HTTP ${answer.statusCode} to the list request`, answer.statusCode);
+      const upstreamResponse = await services.client.list(request.query, { requestId: request.id });
+      if (upstreamResponse.statusCode === 401 || upstreamResponse.statusCode === 403 || upstreamResponse.statusCode >= 500) {
+        const error = new UpstreamError("http", `Runblob responded with HTTP ${upstreamResponse.statusCode} to the list request`, upstreamResponse.statusCode);
         logUpstreamFailure(services.logLimiter, request, error, "list request failed upstream");
         return sendUpstreamError(reply, error);
       }
       // Runblob's own 4xx responses pass through unchanged.
-      if (answer.statusCode >= 400) markRejected(reply, answer.statusCode === 404 ? "not_found" : "upstream");
-      return sendUnchecked(reply, answer.statusCode, answer.body);
+      if (upstreamResponse.statusCode >= 400) markRejected(reply, upstreamResponse.statusCode === 404 ? "not_found" : "upstream");
+      return sendUnchecked(reply, upstreamResponse.statusCode, upstreamResponse.body);
     },
   );
 };

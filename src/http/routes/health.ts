@@ -1,4 +1,4 @@
-/** GET /healthz (the process answers) and GET /readyz (it can do its job). */
+/** GET /healthz (the process responds) and GET /readyz (it can do its job). */
 import { z } from "zod";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import type { RelayServices } from "../services.js";
@@ -66,7 +66,7 @@ async function pingRedis(services: RelayServices): Promise<string> {
     await Promise.race([
       redis.ping(),
       new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no PING answer within ${REDIS_PING_TIMEOUT_MS} ms`)), REDIS_PING_TIMEOUT_MS);
+        timer = setTimeout(() => reject(new Error(`no PING reply within ${REDIS_PING_TIMEOUT_MS} ms`)), REDIS_PING_TIMEOUT_MS);
       }),
     ]);
     return "ok";
