@@ -52,10 +52,9 @@ export class ConnectionRegistry {
   }
 
   start(): void {
-    // Each stream is visited every half interval and gets a comment when it wrote nothing for half an
-    // interval, so no stream stays silent longer than SSE_KEEPALIVE_MS, and busy streams get none.
-    const halfKeepAlive = this.options.sseKeepAliveMs / 2;
-    this.#keepAliveSweep.start(halfKeepAlive, (stream) => stream.keepAlive(Date.now() - halfKeepAlive));
+    // Each stream is visited every half interval and gets a comment unless it wrote an event since the
+    // previous visit, so no stream stays silent longer than SSE_KEEPALIVE_MS, and busy streams get none.
+    this.#keepAliveSweep.start(this.options.sseKeepAliveMs / 2, (stream) => stream.keepAlive());
 
     // A socket that did not answer the previous ping within one interval is dead.
     this.#pingSweep.start(this.options.wsPingIntervalMs, (connection) => {

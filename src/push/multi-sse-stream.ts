@@ -32,8 +32,8 @@ export class MultiSseStream implements Sink {
   #active = 0;
   #opened = false;
   #ended = false;
-  /** When this stream last wrote anything (ms since the epoch), for the keep-alive sweep. */
-  #lastWriteAt = 0;
+  /** True when something other than a keep-alive comment was written since the keep-alive sweep's last visit. */
+  #wroteSinceSweep = false;
   #onEnd: (() => void) | undefined;
 
   constructor(
@@ -135,12 +135,16 @@ export class MultiSseStream implements Sink {
   }
 
   /**
-   * Writes the keep-alive comment when nothing was written since `idleSince`
-   * (ms since the epoch); called by the shared sweep, never by a per-stream timer.
+   * Writes the keep-alive comment unless an event was written since the
+   * previous call; called by the shared sweep, never by a per-stream timer.
    */
-  keepAlive(idleSince: number): void {
-    if (this.#lastWriteAt > idleSince) return;
+  keepAlive(): void {
+    if (this.#wroteSinceSweep) {
+      this.#wroteSinceSweep = false;
+      return;
+    }
     if (this.#opened && !this.#ended) this.#write(SSE_KEEPALIVE);
+    this.#wroteSinceSweep = false;
   }
 
   /** Ends the stream, telling the browser when to reconnect (on shutdown, for example). */
@@ -230,7 +234,7 @@ export class MultiSseStream implements Sink {
       return;
     }
     this.response.write(chunk);
-    this.#lastWriteAt = Date.now();
+    this.#wroteSinceSweep = true;
   }
 
   #dispose(): void {

@@ -41,8 +41,8 @@ export class SseStream implements Sink, PushConnectionStats {
   /** No more events are accepted; the response ends once the held ones are written. */
   #ending = false;
   #ended = false;
-  /** When this stream last wrote anything (ms since the epoch), for the keep-alive sweep. */
-  #lastWriteAt = 0;
+  /** True when something other than a keep-alive comment was written since the keep-alive sweep's last visit. */
+  #wroteSinceSweep = false;
   #heldStatus: EncodedStatus | undefined;
   #heldEnding: { type: PushMessageType; frame: string } | undefined;
   #onEnd: (() => void) | undefined;
@@ -145,13 +145,17 @@ export class SseStream implements Sink, PushConnectionStats {
   }
 
   /**
-   * Writes the keep-alive comment when nothing was written since `idleSince`
-   * (ms since the epoch); called by the shared sweep, never by a per-stream
-   * timer. Skipped while events are held: the stream is not idle.
+   * Writes the keep-alive comment unless an event was written since the
+   * previous call; called by the shared sweep, never by a per-stream timer.
+   * Skipped while events are held: the stream is not idle.
    */
-  keepAlive(idleSince: number): void {
-    if (this.#lastWriteAt > idleSince) return;
+  keepAlive(): void {
+    if (this.#wroteSinceSweep) {
+      this.#wroteSinceSweep = false;
+      return;
+    }
     if (this.#opened && !this.#ending && !this.#ended && !this.#mustHold()) this.#write(undefined, SSE_KEEPALIVE);
+    this.#wroteSinceSweep = false;
   }
 
   /**
@@ -253,7 +257,7 @@ export class SseStream implements Sink, PushConnectionStats {
     }
     if (last) this.response.end(chunk);
     else this.response.write(chunk);
-    this.#lastWriteAt = Date.now();
+    this.#wroteSinceSweep = true;
     if (type !== undefined) metrics.messages[type].inc();
     metrics.bytes.inc(typeof chunk === "string" ? Buffer.byteLength(chunk) : chunk.length);
   }

@@ -42,7 +42,10 @@ export function textFrame(payload: Buffer): Buffer {
   return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
 }
 
-/** True when a pre-built frame can be written to this open connection's TCP socket directly. */
+/**
+ * True when a pre-built frame can be written to this open connection's TCP
+ * socket directly. Runs once per subscriber per change, so it allocates nothing.
+ */
 export function canWriteFramed(socket: WebSocket): boolean {
   const internals = socket as unknown as WebSocketInternals;
   const sender = internals._sender;
@@ -50,7 +53,7 @@ export function canWriteFramed(socket: WebSocket): boolean {
     internals._socket !== undefined &&
     sender?._state === SENDER_IDLE &&
     sender._queue?.length === 0 &&
-    (internals._extensions === undefined || Object.keys(internals._extensions).length === 0)
+    internals._extensions?.["permessage-deflate"] === undefined
   );
 }
 
