@@ -1,6 +1,6 @@
 /**
  * Decides whether a caller may read a generation. A caller that may not gets
- * exactly the response of an unknown id, and the relay never asks Runblob about
+ * exactly the response of an unknown id, and the relay never sends Runblob a request about
  * it, so ids cannot be probed through the relay.
  */
 import type { AuthMode } from "./auth-env.js";

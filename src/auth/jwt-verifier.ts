@@ -95,7 +95,7 @@ export class JwtVerifier {
   }
 }
 
-/** Maps jose's errors to responses that say what failed, without the token. */
+/** Maps jose's errors to responses that name what failed, without the token. */
 function toCredentialError(error: unknown): CredentialError {
   const invalid = (detail: string, reason: string) => new CredentialError(401, `invalid token: ${detail}`, "invalid_token", reason, { cause: error });
   if (error instanceof errors.JWTExpired) return invalid("it has expired; get a new one", "expired");

@@ -104,7 +104,7 @@ export class RedisChangeBus implements ChangeBus {
     this.subscriber.subscribe(this.channel).then(
       () => this.resubscribed?.(),
       (error: unknown) => {
-        this.logger.warn({ err: error, channel: this.channel }, "change bus failed to subscribe again");
+        this.logger.warn({ err: error, channel: this.channel }, "change bus failed to subscribe again; retrying when the connection is ready next");
       },
     );
   };

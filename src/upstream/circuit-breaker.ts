@@ -4,7 +4,7 @@
  * for `cooldownMs`; then one probe request goes through, and its outcome
  * closes the circuit again or starts a new cool-down.
  *
- * Responses that say the request was wrong (404, 422, ...) count as successes:
+ * Responses that reject the request itself (404, 422, ...) count as successes:
  * Runblob is up. The breaker is per instance, and its state changes are
  * published to every instance's subscribers as `upstream` events.
  */

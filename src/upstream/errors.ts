@@ -29,7 +29,7 @@ export class UpstreamError extends Error {
   /** How long Runblob asked the client to wait (its Retry-After header), when it did. */
   readonly retryAfterMs: number | undefined;
 
-  /** True for responses that say the request itself was wrong (4xx), as opposed to an outage. */
+  /** True for responses that reject the request itself (4xx), as opposed to an outage. */
   get isClientError(): boolean {
     return this.kind === "http" && this.statusCode !== null && this.statusCode >= 400 && this.statusCode < 500;
   }

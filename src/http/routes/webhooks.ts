@@ -1,8 +1,8 @@
 /**
  * POST /v1/sora/webhooks/{token}: Runblob's completion webhook, the fast path
  * beside polling. Runblob signs nothing, so a delivery is only a hint: the
- * relay responds 200 at once and asks the instance holding the poll lease to
- * poll the generation now, and only that poll's response is published. A forged
+ * relay responds 200 at once and sends the instance holding the poll lease a
+ * hint to poll the generation now, and only that poll's response is published. A forged
  * or replayed delivery therefore costs at most one budgeted status request
  * and changes nothing by itself.
  */
@@ -38,7 +38,7 @@ export const webhooksRoute: FastifyPluginAsyncZod<{ services: RelayServices }> =
       } else {
         request.log.info("webhook with an unknown or expired token ignored");
       }
-      // The same response for every token, so the endpoint tells a prober nothing.
+      // The same response for every token, so the endpoint reveals nothing to a prober.
       return reply.code(200).send({ detail: "received" });
     },
   );
